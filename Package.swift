@@ -1,0 +1,77 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "trail",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "trail", targets: ["TrailCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        // MARK: System libraries
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: Domain (no I/O, no third-party dependencies)
+        .target(name: "TrailCore", swiftSettings: swiftSettings),
+        .target(name: "TrailCompression", dependencies: ["CZstd", "CZlib"], swiftSettings: swiftSettings),
+
+        // MARK: Parsers for real systems' formats
+        .target(
+            name: "TrailFormats",
+            dependencies: [
+                "TrailCore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Correlation (pure)
+        .target(name: "TrailCorrelator", dependencies: ["TrailCore"], swiftSettings: swiftSettings),
+
+        // MARK: Store
+        .target(
+            name: "TrailStore",
+            dependencies: [
+                "TrailCore", "TrailCorrelator", "TrailCompression",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Command line
+        .executableTarget(
+            name: "TrailCLI",
+            dependencies: [
+                "TrailCore", "TrailFormats", "TrailCorrelator", "TrailStore", "TrailCompression",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "TrailCoreTests", dependencies: ["TrailCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "TrailFormatsTests", dependencies: ["TrailFormats", "TrailCompression"], swiftSettings: swiftSettings),
+        .testTarget(name: "TrailCorrelatorTests", dependencies: ["TrailCorrelator", "TrailFormats"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TrailStoreTests",
+            dependencies: ["TrailStore", "TrailFormats", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "TrailCLITests", dependencies: ["TrailCore"], swiftSettings: swiftSettings),
+    ]
+)
