@@ -48,6 +48,7 @@ let package = Package(
             dependencies: [
                 "TrailCore", "TrailCorrelator", "TrailCompression",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,38 @@
+import TrailCore
+
+/// The service name ↔ SPIFFE ID mapping learned from observations that carry both for the same endpoint
+/// (an inbound sidecar line names its own SPIFFE ID and its service; a span may carry both).
+///
+/// A service that maps to more than one SPIFFE ID is ambiguous and is not mapped at all: Trail never
+/// guesses an identity.
+public struct ServiceDirectory: Sendable, Hashable {
+    public private(set) var identitiesByService: [String: Set<String>] = [:]
+
+    public init() {}
+
+    public init(pairs: [(service: String, spiffeID: String)]) {
+        for pair in pairs { learn(service: pair.service, spiffeID: pair.spiffeID) }
+    }
+
+    public mutating func learn(service: String, spiffeID: String) {
+        identitiesByService[service, default: []].insert(spiffeID)
+    }
+
+    /// Learns from every endpoint of an observation that names both a service and a SPIFFE ID.
+    public mutating func learn(from observation: Observation) {
+        for endpoint in [observation.caller, observation.callee] {
+            if let service = endpoint.service, let id = endpoint.spiffeID { learn(service: service, spiffeID: id) }
+        }
+    }
+
+    /// The one SPIFFE ID of a service, nil when unknown or ambiguous.
+    public func spiffeID(forService service: String) -> String? {
+        guard let ids = identitiesByService[service], ids.count == 1 else { return nil }
+        return ids.first
+    }
+
+    /// The one service name of a SPIFFE ID (smallest if several), for display.
+    public func service(forSPIFFEID id: String) -> String? {
+        identitiesByService.filter { $0.value.contains(id) }.map(\.key).min()
+    }
+}

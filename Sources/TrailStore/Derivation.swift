@@ -1,0 +1,247 @@
+import Crypto
+import GRDB
+import TrailCore
+import TrailCorrelator
+
+/// What a correlation pass rebuilt.
+public struct CorrelationCounts: Sendable, Hashable {
+    public var traces = 0
+    public var hops = 0
+    public var findings = 0
+    public init() {}
+}
+
+extension TrailStore {
+    /// Rebuilds hops, chains and in-chain findings for every trace the dirty set touches, then recomputes the
+    /// cross-chain findings. Pass `all: true` to rebuild everything.
+    @discardableResult
+    public func correlate(_ dirty: DirtySet, all: Bool = false) throws -> CorrelationCounts {
+        let skew = try clockSkewNanos()
+        let entryPoints = try allowedEntryPoints()
+        return try writer.write { db in
+            try Self.correlate(dirty, all: all, skew: skew, entryPoints: entryPoints, db: db)
+        }
+    }
+
+    static func correlate(
+        _ dirty: DirtySet, all: Bool, skew: Int64, entryPoints: [String], db: Database
+    ) throws -> CorrelationCounts {
+        try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS dirty_trace(trace_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        try db.execute(sql: "DELETE FROM dirty_trace")
+        if all {
+            try db.execute(sql: "INSERT OR IGNORE INTO dirty_trace SELECT DISTINCT trace_id FROM observation")
+        } else {
+            let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dirty_trace(trace_id) VALUES (?)")
+            for t in dirty.traceIDs { try insert.execute(arguments: [t]) }
+        }
+
+        // Learn service ↔ SPIFFE ID pairs; a new pair changes how other traces resolve that service.
+        let before = try Int.fetchOne(db, sql: "SELECT count(*) FROM service_identity") ?? 0
+        try db.execute(sql: """
+            CREATE TEMP TABLE IF NOT EXISTS new_pair(service TEXT, spiffe_id TEXT);
+            DELETE FROM new_pair;
+            INSERT INTO new_pair
+              SELECT caller_service, caller_spiffe FROM observation
+               WHERE trace_id IN dirty_trace AND caller_service IS NOT NULL AND caller_spiffe IS NOT NULL
+              UNION
+              SELECT callee_service, callee_spiffe FROM observation
+               WHERE trace_id IN dirty_trace AND callee_service IS NOT NULL AND callee_spiffe IS NOT NULL;
+            DELETE FROM new_pair WHERE (service, spiffe_id) IN (SELECT service, spiffe_id FROM service_identity);
+            INSERT OR IGNORE INTO service_identity SELECT service, spiffe_id FROM new_pair;
+            """)
+        let after = try Int.fetchOne(db, sql: "SELECT count(*) FROM service_identity") ?? 0
+        if after > before {
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO dirty_trace
+                  SELECT DISTINCT trace_id FROM observation
+                   WHERE caller_service IN (SELECT service FROM new_pair)
+                      OR callee_service IN (SELECT service FROM new_pair)
+                """)
+        }
+        // New identity events change the certificate judgement of hops that presented those certificates.
+        if dirty.identityEvents {
+            let mark = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dirty_trace SELECT trace_id FROM hop WHERE serial = ?")
+            for s in dirty.serials { try mark.execute(arguments: [s]) }
+            let markFP = try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO dirty_trace SELECT trace_id FROM hop WHERE fingerprint = ?")
+            for f in dirty.fingerprints { try markFP.execute(arguments: [f]) }
+            let markID = try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO dirty_trace SELECT trace_id FROM hop WHERE caller_spiffe = ?")
+            for i in dirty.revokedIdentities { try markID.execute(arguments: [i]) }
+            // A first issuance in a trust domain turns "unlogged" unknowns into findings, and back.
+            try db.execute(sql: "INSERT OR IGNORE INTO dirty_trace SELECT trace_id FROM hop WHERE cert_state = 'unknown'")
+        }
+
+        let ledger = try loadLedger(db)
+        var directory = ServiceDirectory()
+        for row in try Row.fetchAll(db, sql: "SELECT service, spiffe_id FROM service_identity") {
+            directory.learn(service: row[0], spiffeID: row[1])
+        }
+        let correlator = Correlator(configuration: .init(clockSkewNanos: skew), ledger: ledger, directory: directory)
+
+        try db.execute(sql: """
+            DELETE FROM hop WHERE trace_id IN dirty_trace;
+            DELETE FROM gap WHERE trace_id IN dirty_trace;
+            DELETE FROM finding WHERE trace_id IN dirty_trace;
+            DELETE FROM chain WHERE trace_id IN dirty_trace;
+            """)
+        var counts = CorrelationCounts()
+        let writer = try ChainWriter(db: db)
+        let cursor = try Row.fetchCursor(
+            db, sql: ObservationRow.selectSQL + " WHERE trace_id IN dirty_trace ORDER BY trace_id")
+        var currentTrace: String?
+        var group: [StoredObservation] = []
+        func flush() throws {
+            guard let trace = currentTrace, !group.isEmpty else { return }
+            let chain = correlator.correlate(traceID: trace, observations: group)
+            try writer.write(chain)
+            counts.traces += 1
+            counts.hops += chain.hops.count
+            counts.findings += chain.findings.count
+            group.removeAll(keepingCapacity: true)
+        }
+        while let row = try cursor.next() {
+            let trace: String = row["trace_id"]
+            if trace != currentTrace {
+                try flush()
+                currentTrace = trace
+            }
+            group.append(ObservationRow.decode(row))
+        }
+        try flush()
+        counts.findings += try recomputeEdgeBypass(entryPoints: entryPoints, db: db)
+        return counts
+    }
+
+    static func loadLedger(_ db: Database) throws -> CertificateLedger {
+        var ledger = CertificateLedger()
+        for row in try Row.fetchAll(db, sql: """
+            SELECT kind, spiffe_id, serial, sha256, not_before, not_after, issuer, time, reason, format
+              FROM identity_event
+            """)
+        {
+            guard let kind = IdentityEventKind(rawValue: row["kind"]) else { continue }
+            ledger.add(IdentityEvent(
+                kind: kind, spiffeID: row["spiffe_id"], serial: row["serial"], fingerprintSHA256: row["sha256"],
+                notBefore: (row["not_before"] as Int64?).map(Timestamp.init(nanoseconds:)),
+                notAfter: (row["not_after"] as Int64?).map(Timestamp.init(nanoseconds:)), issuer: row["issuer"],
+                time: Timestamp(nanoseconds: row["time"]), reason: row["reason"], format: row["format"]))
+        }
+        return ledger
+    }
+
+    /// `edge-bypass`: a chain that did not enter through the gateway, started by a workload that is not an
+    /// allowed entry point, reaching a workload that gateway-entered chains reach. One finding per chain, on
+    /// the first such hop.
+    static func recomputeEdgeBypass(entryPoints: [String], db: Database) throws -> Int {
+        try db.execute(sql: "DELETE FROM finding WHERE kind = 'edge-bypass'")
+        let rows = try Row.fetchAll(db, sql: """
+            WITH protected AS (
+                SELECT DISTINCT h.callee FROM hop h JOIN chain c ON c.trace_id = h.trace_id WHERE c.via_gateway = 1
+            )
+            SELECT h.trace_id, MIN(h.idx) AS idx FROM hop h JOIN chain c ON c.trace_id = h.trace_id
+             WHERE c.via_gateway = 0 AND h.callee IN protected
+             GROUP BY h.trace_id
+            """)
+        let allowed = Set(entryPoints)
+        var n = 0
+        for row in rows {
+            let trace: String = row["trace_id"]
+            let idx: Int = row["idx"]
+            guard let hop = try Row.fetchOne(db, sql: """
+                SELECT h.caller, h.callee, h.caller_spiffe, h.method, h.path, h.start, h.serial, h.raw_ids,
+                       c.origin_principal, c.origin_client_ip
+                  FROM hop h JOIN chain c ON c.trace_id = h.trace_id WHERE h.trace_id = ? AND h.idx = ?
+                """, arguments: [trace, idx])
+            else { continue }
+            let origin: String = hop["origin_principal"]
+            if allowed.contains(origin) { continue }
+            if let td = SPIFFETrustDomain.of(origin), allowed.contains(td) || allowed.contains("spiffe://" + td) { continue }
+            let caller: String = hop["caller"]
+            let callee: String = hop["callee"]
+            let call = [hop["method"] as String?, hop["path"] as String?].compactMap { $0 }.joined(separator: " ")
+            let detail = "\(origin) reached \(callee)\(call.isEmpty ? "" : " (\(call))") directly from \(caller), "
+                + "not through the gateway that other chains to \(callee) pass"
+            let rawIDs: String = hop["raw_ids"]
+            let finding = Finding(
+                kind: .edgeBypass, traceID: trace, hopIndex: idx, principal: origin,
+                identity: hop["caller_spiffe"] ?? caller, serial: hop["serial"],
+                time: Timestamp(nanoseconds: hop["start"]), detail: detail, rawRecordIDs: [])
+            try ChainWriter.insertFinding(finding, rawIDsJSON: rawIDs, db: db)
+            n += 1
+        }
+        return n
+    }
+}
+
+/// Writes one correlated chain into the derived tables.
+struct ChainWriter {
+    let db: Database
+    let insertChain: Statement
+    let insertHop: Statement
+    let insertGap: Statement
+
+    init(db: Database) throws {
+        self.db = db
+        insertChain = try db.cachedStatement(sql: """
+            INSERT INTO chain(trace_id, origin_principal, origin_type, origin_client_ip, origin_credential,
+                              via_gateway, start, end, hop_count, gap_count)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        insertHop = try db.cachedStatement(sql: """
+            INSERT INTO hop(trace_id, idx, parent_idx, caller, caller_spiffe, caller_service, caller_address,
+                            callee, callee_spiffe, callee_service, callee_address, method, path, operation, authority,
+                            status, start, duration, transport, tls_version, serial, fingerprint, cert_state, policy,
+                            request_id, user_agent, principal, principal_type, credential, observed_by,
+                            observation_ids, raw_ids, chain_path)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        insertGap = try db.cachedStatement(sql: "INSERT INTO gap(trace_id, before_idx, detail) VALUES (?, ?, ?)")
+    }
+
+    func write(_ chain: Chain) throws {
+        let o = chain.origin
+        try insertChain.execute(arguments: [
+            chain.traceID, o.principal, o.principalType.rawValue, o.clientIP, o.credential, o.viaGateway,
+            chain.start.nanoseconds, chain.end.nanoseconds, chain.hops.count, chain.gaps.count,
+        ])
+        for h in chain.hops {
+            let values: [(any DatabaseValueConvertible)?] = [
+                chain.traceID, h.index, h.parent, h.caller, h.callerSPIFFEID, h.callerService, h.callerAddress,
+                h.callee, h.calleeSPIFFEID, h.calleeService, h.calleeAddress, h.method, h.path, h.operation,
+                h.authority, h.status, h.start.nanoseconds, h.durationNanos, h.transport?.rawValue, h.tlsVersion,
+                h.serial, h.fingerprintSHA256, h.certificateState.rawValue, h.policy?.rawValue, h.requestID,
+                h.userAgent, h.principal?.name, h.principal?.type.rawValue, h.principal?.credential,
+                JSONValue.from(h.observedBy.map(\.rawValue)).serialized(),
+                JSONValue.array(h.observationIDs.map { .int($0) }).serialized(),
+                JSONValue.array(h.rawRecordIDs.map { .int($0) }).serialized(),
+                JSONValue.from(h.chainPath).serialized(),
+            ]
+            try insertHop.execute(arguments: StatementArguments(values))
+        }
+        for g in chain.gaps {
+            try insertGap.execute(arguments: [chain.traceID, g.beforeHop, g.detail])
+        }
+        for f in chain.findings {
+            try Self.insertFinding(f, rawIDsJSON: JSONValue.array(f.rawRecordIDs.map { .int($0) }).serialized(), db: db)
+        }
+    }
+
+    /// A finding's id is derived from what it says, so it stays the same when the trace is correlated again.
+    static func findingID(_ f: Finding) -> String {
+        let key = "\(f.kind.rawValue)|\(f.traceID)|\(f.hopIndex.map(String.init) ?? "-")|\(f.detail)"
+        return String(Hex.encode(Array(SHA256.hash(data: Array(key.utf8)))).prefix(16))
+    }
+
+    static func insertFinding(_ f: Finding, rawIDsJSON: String, db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT OR IGNORE INTO finding(id, kind, severity, trace_id, hop_idx, principal, identity, serial, time, detail, raw_ids)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                findingID(f), f.kind.rawValue, f.severity.rawValue, f.traceID, f.hopIndex, f.principal, f.identity,
+                f.serial, f.time.nanoseconds, f.detail, rawIDsJSON,
+            ])
+    }
+}
