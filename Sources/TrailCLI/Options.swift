@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import TrailCore
+import TrailStore
+
+/// `--db PATH`, else `$TRAIL_DB`, else `./trail.db`.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: "The store (SQLite file). Default: $TRAIL_DB, else ./trail.db.")
+    var db: String?
+
+    var path: String { db ?? ProcessInfo.processInfo.environment["TRAIL_DB"] ?? "trail.db" }
+
+    func open(readOnly: Bool) throws -> TrailStore {
+        try TrailStore(path: path, readOnly: readOnly)
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json, csv
+}
+
+struct OutputOptions: ParsableArguments {
+    @Option(name: .long, help: "Output format: table, json or csv.")
+    var format: OutputFormat = .table
+}
+
+struct WindowOptions: ParsableArguments {
+    @Option(name: .long, help: "Only at or after this time: RFC 3339 or a duration before now (2h, 30m, 7d).")
+    var since: String?
+
+    @Option(name: .long, help: "Only at or before this time: RFC 3339 or a duration before now.")
+    var until: String?
+
+    func window(now: Timestamp = .now) throws -> TimeWindow {
+        func parse(_ text: String?, _ flag: String) throws -> Timestamp? {
+            guard let text else { return nil }
+            guard let t = TimeArgument.parse(text, now: now) else {
+                throw ValidationError("\(flag) '\(text)' is neither RFC 3339 (2026-05-04T10:00:00Z) nor a duration (2h)")
+            }
+            return t
+        }
+        return TimeWindow(since: try parse(since, "--since"), until: try parse(until, "--until"))
+    }
+}
+
+/// Runs a command body, turning any error into one clear line on stderr and exit code 1.
+func runReporting(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ExitCode {
+        throw e
+    } catch let e as ValidationError {
+        throw e
+    } catch {
+        printError("error: \(error)")
+        throw ExitCode.failure
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Writes text to stdout, flushing through FileHandle so large outputs are not held back.
+func writeOut(_ text: String) {
+    FileHandle.standardOutput.write(Data(text.utf8))
+}

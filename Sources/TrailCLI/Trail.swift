@@ -1,0 +1,21 @@
+import ArgumentParser
+
+@main
+struct Trail: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trail",
+        abstract: "Who accessed what, from where, through which chain of services, with which identity at each hop.",
+        discussion: """
+            Trail reads gateway access logs (Kong, Envoy/Istio), OTLP traces, SPIRE logs, certificates and CRLs,
+            joins them into call chains, and answers analysts' questions about them.
+
+            Exit codes: 0 success; 1 the command could not run; 2 (ingest) some records were rejected.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            Ingest.self, CorrelateCommand.self, ChainCommand.self, WhoAccessedCommand.self, ActivityCommand.self,
+            FindingsCommand.self, IdentitiesCommand.self, QueryCommand.self, EvidenceCommand.self,
+            RejectsCommand.self, Bench.self,
+        ]
+    )
+}

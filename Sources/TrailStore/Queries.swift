@@ -1,0 +1,430 @@
+import Foundation
+import GRDB
+import TrailCompression
+import TrailCore
+
+/// A time window; either bound may be open.
+public struct TimeWindow: Sendable, Hashable {
+    public var since: Timestamp?
+    public var until: Timestamp?
+    public init(since: Timestamp? = nil, until: Timestamp? = nil) {
+        self.since = since
+        self.until = until
+    }
+
+    var sinceNanos: Int64 { since?.nanoseconds ?? Int64.min }
+    var untilNanos: Int64 { until?.nanoseconds ?? Int64.max }
+}
+
+/// What `who-accessed` looks for: a SPIFFE ID, a service name, or a path (exact or `prefix*`) with an
+/// optional method.
+public enum ResourceMatcher: Sendable, Hashable {
+    case identity(String)
+    case service(String)
+    case path(method: String?, path: String, prefix: Bool)
+
+    /// Parses `spiffe://…`, `POST /payments/*`, `/cart`, or a service name.
+    public static func parse(_ text: String) -> ResourceMatcher {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if t.lowercased().hasPrefix("spiffe://") { return .identity(t) }
+        let parts = t.split(separator: " ", maxSplits: 1).map(String.init)
+        var method: String?
+        var path = t
+        if parts.count == 2, parts[1].hasPrefix("/") {
+            method = parts[0].uppercased()
+            path = parts[1].trimmingCharacters(in: .whitespaces)
+        }
+        if path.hasPrefix("/") {
+            if path.hasSuffix("*") { return .path(method: method, path: String(path.dropLast()), prefix: true) }
+            return .path(method: method, path: path, prefix: false)
+        }
+        return .service(t)
+    }
+}
+
+/// One row of `who-accessed`.
+public struct AccessRow: Sendable, Hashable {
+    public var principal: String
+    public var principalType: String
+    public var clientIPs: [String]
+    public var chain: [String]
+    public var caller: String
+    public var resource: String
+    public var calls: Int
+    public var firstSeen: Timestamp
+    public var lastSeen: Timestamp
+    public var traceIDs: [String]
+    public var findings: [String]
+}
+
+/// One finding as stored.
+public struct FindingRow: Sendable, Hashable {
+    public var id: String
+    public var kind: String
+    public var severity: String
+    public var traceID: String
+    public var hopIndex: Int?
+    public var principal: String?
+    public var identity: String?
+    public var serial: String?
+    public var time: Timestamp
+    public var detail: String
+    public var rawIDs: [Int64]
+}
+
+/// A certificate of an identity, with its lifecycle.
+public struct CertificateRow: Sendable, Hashable {
+    public var serial: String
+    public var fingerprint: String?
+    public var notBefore: Timestamp?
+    public var notAfter: Timestamp?
+    public var issuer: String?
+    public var events: [(kind: String, time: Timestamp, reason: String?)]
+    public var state: String
+
+    public static func == (a: CertificateRow, b: CertificateRow) -> Bool {
+        a.serial == b.serial && a.state == b.state && a.notAfter == b.notAfter
+    }
+    public func hash(into h: inout Hasher) { h.combine(serial) }
+}
+
+/// A workload identity: its certificates and how it was seen in calls.
+public struct IdentityRow: Sendable {
+    public var spiffeID: String
+    public var services: [String]
+    public var certificates: [CertificateRow]
+    public var callsAsCaller: Int
+    public var callsAsCallee: Int
+    public var firstSeen: Timestamp?
+    public var lastSeen: Timestamp?
+}
+
+/// A rejected record.
+public struct RejectRow: Sendable {
+    public var source: String
+    public var format: String?
+    public var line: Int
+    public var detail: String?
+    public var reason: String
+    public var time: Timestamp
+}
+
+extension TrailStore {
+    // MARK: Chains
+
+    /// Normalises a user-typed trace id (any case, 64-bit ids padded) or passes an `untraced:` id through.
+    public static func normalizeTraceArgument(_ text: String) -> String {
+        if text.hasPrefix("untraced:") { return text }
+        return TraceIDs.normalizeTraceID(text) ?? text.lowercased()
+    }
+
+    public func chain(traceID: String) throws -> Chain? {
+        try writer.read { db in try Self.chain(traceID: traceID, db: db) }
+    }
+
+    static func chain(traceID: String, db: Database) throws -> Chain? {
+        guard let c = try Row.fetchOne(db, sql: "SELECT * FROM chain WHERE trace_id = ?", arguments: [traceID]) else {
+            return nil
+        }
+        let origin = ChainOrigin(
+            principal: c["origin_principal"], principalType: PrincipalType(rawValue: c["origin_type"]) ?? .anonymous,
+            clientIP: c["origin_client_ip"], viaGateway: c["via_gateway"], credential: c["origin_credential"])
+        let hops = try Row.fetchAll(db, sql: "SELECT * FROM hop WHERE trace_id = ? ORDER BY idx", arguments: [traceID])
+            .map(decodeHop)
+        let gaps = try Row.fetchAll(db, sql: "SELECT before_idx, detail FROM gap WHERE trace_id = ? ORDER BY before_idx",
+                                    arguments: [traceID]).map { Gap(beforeHop: $0[0], detail: $0[1]) }
+        let findings = try findings(sql: "WHERE trace_id = ?", arguments: [traceID], db: db).map { f in
+            Finding(
+                kind: FindingKind(rawValue: f.kind) ?? .policyDenied, severity: Severity(rawValue: f.severity),
+                traceID: f.traceID, hopIndex: f.hopIndex, principal: f.principal, identity: f.identity,
+                serial: f.serial, time: f.time, detail: f.detail, rawRecordIDs: f.rawIDs)
+        }
+        return Chain(traceID: traceID, origin: origin, hops: hops, gaps: gaps, findings: findings)
+    }
+
+    static func strings(_ json: String?) -> [String] {
+        guard let json, let v = try? JSONParser.parse(Array(json.utf8)) else { return [] }
+        return v.array?.compactMap(\.string) ?? []
+    }
+
+    static func ints(_ json: String?) -> [Int64] {
+        guard let json, let v = try? JSONParser.parse(Array(json.utf8)) else { return [] }
+        return v.array?.compactMap(\.int) ?? []
+    }
+
+    static func decodeHop(_ r: Row) -> Hop {
+        var principal: Principal?
+        if let name: String = r["principal"] {
+            principal = Principal(
+                name: name, type: PrincipalType(rawValue: r["principal_type"] ?? "") ?? .consumer,
+                credential: r["credential"])
+        }
+        return Hop(
+            index: r["idx"], parent: r["parent_idx"], caller: r["caller"], callerSPIFFEID: r["caller_spiffe"],
+            callerService: r["caller_service"], callerAddress: r["caller_address"], callee: r["callee"],
+            calleeSPIFFEID: r["callee_spiffe"], calleeService: r["callee_service"], calleeAddress: r["callee_address"],
+            method: r["method"], path: r["path"], operation: r["operation"], authority: r["authority"],
+            status: r["status"], start: Timestamp(nanoseconds: r["start"]), durationNanos: r["duration"],
+            transport: (r["transport"] as String?).flatMap(Transport.init(rawValue:)), tlsVersion: r["tls_version"],
+            serial: r["serial"], fingerprintSHA256: r["fingerprint"],
+            certificateState: CertificateState(rawValue: r["cert_state"]) ?? .unlogged,
+            policy: (r["policy"] as String?).flatMap(PolicyDecision.init(rawValue:)), requestID: r["request_id"],
+            userAgent: r["user_agent"], principal: principal,
+            observedBy: strings(r["observed_by"]).compactMap(ObservationKind.init(rawValue:)),
+            observationIDs: ints(r["observation_ids"]), rawRecordIDs: ints(r["raw_ids"]),
+            chainPath: strings(r["chain_path"]))
+    }
+
+    // MARK: who-accessed
+
+    public func whoAccessed(_ resource: ResourceMatcher, window: TimeWindow) throws -> [AccessRow] {
+        try writer.read { db in
+            var conditions: [String] = []
+            var args: [(any DatabaseValueConvertible)?] = []
+            switch resource {
+            case .identity(let id):
+                conditions.append("(h.callee_spiffe = ? OR h.callee = ?)")
+                args += [id, id]
+            case .service(let name):
+                conditions.append("""
+                    (h.callee_service = ? OR h.callee = ? OR h.callee_spiffe IN
+                        (SELECT spiffe_id FROM service_identity WHERE service = ?))
+                    """)
+                args += [name, name, name]
+            case .path(let method, let path, let prefix):
+                if prefix {
+                    conditions.append("substr(h.path, 1, length(?)) = ?")
+                    args += [path, path]
+                } else {
+                    conditions.append("h.path = ?")
+                    args.append(path)
+                }
+                if let method {
+                    conditions.append("h.method = ?")
+                    args.append(method)
+                }
+            }
+            conditions.append("h.start >= ? AND h.start <= ?")
+            args += [window.sinceNanos, window.untilNanos]
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT h.trace_id, h.caller, h.callee, h.method, h.path, h.start, h.chain_path,
+                       c.origin_principal, c.origin_type, c.origin_client_ip
+                  FROM hop h JOIN chain c ON c.trace_id = h.trace_id
+                 WHERE \(conditions.joined(separator: " AND "))
+                 ORDER BY h.start, h.trace_id, h.idx
+                """, arguments: StatementArguments(args))
+            struct Key: Hashable {
+                var principal: String
+                var type: String
+                var chain: [String]
+            }
+            var groups: [Key: AccessRow] = [:]
+            var order: [Key] = []
+            for r in rows {
+                let chain = Self.strings(r["chain_path"])
+                let key = Key(principal: r["origin_principal"], type: r["origin_type"], chain: chain)
+                let start = Timestamp(nanoseconds: r["start"])
+                let trace: String = r["trace_id"]
+                let ip: String? = r["origin_client_ip"]
+                if var g = groups[key] {
+                    g.calls += 1
+                    g.firstSeen = min(g.firstSeen, start)
+                    g.lastSeen = max(g.lastSeen, start)
+                    if !g.traceIDs.contains(trace) { g.traceIDs.append(trace) }
+                    if let ip, !g.clientIPs.contains(ip) { g.clientIPs.append(ip) }
+                    groups[key] = g
+                } else {
+                    let callee: String = r["callee"]
+                    let m: String? = r["method"]
+                    let p: String? = r["path"]
+                    var resourceText = callee
+                    if let p { resourceText += " " + [m, p].compactMap { $0 }.joined(separator: " ") }
+                    groups[key] = AccessRow(
+                        principal: key.principal, principalType: key.type, clientIPs: ip.map { [$0] } ?? [],
+                        chain: chain, caller: r["caller"], resource: resourceText, calls: 1, firstSeen: start,
+                        lastSeen: start, traceIDs: [trace], findings: [])
+                    order.append(key)
+                }
+            }
+            var out: [AccessRow] = []
+            for key in order {
+                guard var g = groups[key] else { continue }
+                g.findings = try Self.findingKinds(traceIDs: g.traceIDs, db: db)
+                out.append(g)
+            }
+            return out
+        }
+    }
+
+    static func findingKinds(traceIDs: [String], db: Database) throws -> [String] {
+        var kinds = Set<String>()
+        for chunk in stride(from: 0, to: traceIDs.count, by: 500) {
+            let part = Array(traceIDs[chunk..<min(chunk + 500, traceIDs.count)])
+            let marks = part.map { _ in "?" }.joined(separator: ",")
+            kinds.formUnion(try String.fetchAll(
+                db, sql: "SELECT DISTINCT kind FROM finding WHERE trace_id IN (\(marks))", arguments: StatementArguments(part)))
+        }
+        return kinds.sorted()
+    }
+
+    // MARK: activity
+
+    /// Trace ids of every chain a principal started or took part in (as consumer, API key, JWT subject, client
+    /// certificate, credential or workload), oldest first.
+    public func activity(principal: String, window: TimeWindow) throws -> [String] {
+        try writer.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT trace_id FROM (
+                    SELECT trace_id, start FROM chain WHERE (origin_principal = ? OR origin_credential = ?)
+                    UNION
+                    SELECT h.trace_id, c.start FROM hop h JOIN chain c ON c.trace_id = h.trace_id
+                     WHERE h.caller = ? OR h.caller_spiffe = ? OR h.caller_service = ? OR h.principal = ?
+                        OR h.credential = ?
+                ) WHERE start >= ? AND start <= ? ORDER BY start, trace_id
+                """, arguments: [
+                    principal, principal, principal, principal, principal, principal, principal,
+                    window.sinceNanos, window.untilNanos,
+                ])
+        }
+    }
+
+    // MARK: findings
+
+    public func findings(kinds: [String], window: TimeWindow, traceID: String? = nil) throws -> [FindingRow] {
+        try writer.read { db in
+            var sql = "WHERE time >= ? AND time <= ?"
+            var args: [(any DatabaseValueConvertible)?] = [window.sinceNanos, window.untilNanos]
+            if !kinds.isEmpty {
+                sql += " AND kind IN (\(kinds.map { _ in "?" }.joined(separator: ",")))"
+                args += kinds
+            }
+            if let traceID {
+                sql += " AND trace_id = ?"
+                args.append(traceID)
+            }
+            return try Self.findings(sql: sql, arguments: StatementArguments(args), db: db)
+        }
+    }
+
+    static func findings(sql whereClause: String, arguments: StatementArguments, db: Database) throws -> [FindingRow] {
+        try Row.fetchAll(db, sql: """
+            SELECT id, kind, severity, trace_id, hop_idx, principal, identity, serial, time, detail, raw_ids
+              FROM finding \(whereClause)
+             ORDER BY time, trace_id, hop_idx, kind, id
+            """, arguments: arguments).map { r in
+            FindingRow(
+                id: r["id"], kind: r["kind"], severity: r["severity"], traceID: r["trace_id"], hopIndex: r["hop_idx"],
+                principal: r["principal"], identity: r["identity"], serial: r["serial"],
+                time: Timestamp(nanoseconds: r["time"]), detail: r["detail"], rawIDs: ints(r["raw_ids"]))
+        }
+    }
+
+    // MARK: identities
+
+    public func identities(at time: Timestamp) throws -> [IdentityRow] {
+        try writer.read { db in
+            var ids = Set(try String.fetchAll(db, sql: "SELECT DISTINCT spiffe_id FROM identity_event WHERE spiffe_id IS NOT NULL"))
+            ids.formUnion(try String.fetchAll(db, sql: """
+                SELECT caller_spiffe FROM hop WHERE caller_spiffe IS NOT NULL
+                UNION SELECT callee_spiffe FROM hop WHERE callee_spiffe IS NOT NULL
+                """))
+            let ledger = try Self.loadLedger(db)
+            var out: [IdentityRow] = []
+            for id in ids.sorted() {
+                let events = try Row.fetchAll(db, sql: """
+                    SELECT kind, serial, sha256, not_before, not_after, issuer, time, reason FROM identity_event
+                     WHERE spiffe_id = ? OR (serial IS NOT NULL AND serial IN
+                           (SELECT serial FROM identity_event WHERE spiffe_id = ? AND serial IS NOT NULL))
+                     ORDER BY time, kind
+                    """, arguments: [id, id])
+                var certs: [String: CertificateRow] = [:]
+                for e in events {
+                    guard let serial: String = e["serial"] else { continue }
+                    var c = certs[serial] ?? CertificateRow(
+                        serial: serial, fingerprint: nil, notBefore: nil, notAfter: nil, issuer: nil, events: [],
+                        state: "")
+                    c.fingerprint = c.fingerprint ?? e["sha256"]
+                    c.notBefore = c.notBefore ?? (e["not_before"] as Int64?).map(Timestamp.init(nanoseconds:))
+                    if let na = (e["not_after"] as Int64?).map(Timestamp.init(nanoseconds:)) {
+                        c.notAfter = max(c.notAfter ?? na, na)
+                    }
+                    c.issuer = c.issuer ?? e["issuer"]
+                    c.events.append((e["kind"], Timestamp(nanoseconds: e["time"]), e["reason"]))
+                    certs[serial] = c
+                }
+                let certificates = certs.values.sorted { ($0.notBefore ?? Timestamp(nanoseconds: 0), $0.serial) < ($1.notBefore ?? Timestamp(nanoseconds: 0), $1.serial) }
+                    .map { c -> CertificateRow in
+                        var c = c
+                        c.state = ledger.judge(
+                            serial: c.serial, fingerprint: c.fingerprint, presentedNotBefore: nil,
+                            presentedNotAfter: nil, spiffeID: id, at: time).state.rawValue
+                        return c
+                    }
+                let usage = try Row.fetchOne(db, sql: """
+                    SELECT (SELECT count(*) FROM hop WHERE caller_spiffe = ?) AS as_caller,
+                           (SELECT count(*) FROM hop WHERE callee_spiffe = ?) AS as_callee,
+                           (SELECT min(start) FROM hop WHERE caller_spiffe = ? OR callee_spiffe = ?) AS first_seen,
+                           (SELECT max(start) FROM hop WHERE caller_spiffe = ? OR callee_spiffe = ?) AS last_seen
+                    """, arguments: [id, id, id, id, id, id])
+                let services = try String.fetchAll(
+                    db, sql: "SELECT service FROM service_identity WHERE spiffe_id = ? ORDER BY service", arguments: [id])
+                out.append(IdentityRow(
+                    spiffeID: id, services: services, certificates: certificates,
+                    callsAsCaller: usage?["as_caller"] ?? 0, callsAsCallee: usage?["as_callee"] ?? 0,
+                    firstSeen: (usage?["first_seen"] as Int64?).map(Timestamp.init(nanoseconds:)),
+                    lastSeen: (usage?["last_seen"] as Int64?).map(Timestamp.init(nanoseconds:))))
+            }
+            return out
+        }
+    }
+
+    // MARK: evidence and rejects
+
+    /// A raw record exactly as it was ingested, with where it came from.
+    public struct Evidence: Sendable {
+        public var id: Int64
+        public var format: String
+        public var source: String
+        public var line: Int
+        public var detail: String?
+        public var sha256: String
+        public var bytes: [UInt8]
+    }
+
+    public func evidence(id: Int64) throws -> Evidence? {
+        try writer.read { db in
+            guard let r = try Row.fetchOne(db, sql: """
+                SELECT r.id, r.format, r.source, r.line, r.detail, r.sha256, r.offset, r.length, b.data
+                  FROM raw_record r JOIN raw_block b ON b.id = r.block_id WHERE r.id = ?
+                """, arguments: [id])
+            else { return nil }
+            let data: Data = r["data"]
+            let block: [UInt8]
+            do {
+                block = try Zstd.decompress(Array(data))
+            } catch {
+                throw StoreError("raw block of record \(id) is corrupt: \(error)")
+            }
+            let offset: Int = r["offset"]
+            let length: Int = r["length"]
+            guard offset >= 0, length >= 0, offset + length <= block.count else {
+                throw StoreError("raw record \(id) points outside its block; the store is damaged")
+            }
+            return Evidence(
+                id: id, format: r["format"], source: r["source"], line: r["line"], detail: r["detail"],
+                sha256: r["sha256"], bytes: Array(block[offset..<offset + length]))
+        }
+    }
+
+    public func rejects(limit: Int = 1000) throws -> [RejectRow] {
+        try writer.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT source, format, line, detail, reason, ingested_at FROM reject ORDER BY id LIMIT ?
+                """, arguments: [limit]).map {
+                RejectRow(
+                    source: $0["source"], format: $0["format"], line: $0["line"], detail: $0["detail"],
+                    reason: $0["reason"], time: Timestamp(nanoseconds: $0["ingested_at"]))
+            }
+        }
+    }
+}
