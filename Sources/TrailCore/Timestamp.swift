@@ -8,8 +8,15 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
     public init(milliseconds: Int64) { self.nanoseconds = milliseconds &* 1_000_000 }
     public init(seconds: Int64) { self.nanoseconds = seconds &* 1_000_000_000 }
     /// From fractional epoch seconds (as some logs write them), rounded to the microsecond.
+    /// Out-of-range and non-finite values clamp to the representable range instead of trapping.
     public init(epochSeconds: Double) {
-        self.nanoseconds = Int64((epochSeconds * 1_000_000).rounded()) &* 1000
+        let micros = (epochSeconds * 1_000_000).rounded()
+        guard micros.isFinite else {
+            self.nanoseconds = micros > 0 ? Int64.max : Int64.min
+            return
+        }
+        let limit = Double(Int64.max / 1000)
+        self.nanoseconds = Int64(max(-limit, min(limit, micros))) * 1000
     }
 
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
@@ -76,8 +83,11 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         year: Int, month: Int, day: Int, hour: Int = 0, minute: Int = 0, second: Int = 0, nanosecond: Int = 0
     ) -> Timestamp {
         let days = days(fromCivil: Int64(year), Int64(month), Int64(day))
-        let secs = days * 86400 + Int64(hour) * 3600 + Int64(minute) * 60 + Int64(second)
-        return Timestamp(nanoseconds: secs * 1_000_000_000 + Int64(nanosecond))
+        let secs = days &* 86400 &+ Int64(hour) &* 3600 &+ Int64(minute) &* 60 &+ Int64(second)
+        let (ns, overflow) = secs.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return Timestamp(nanoseconds: secs < 0 ? Int64.min : Int64.max) }
+        let (total, overflow2) = ns.addingReportingOverflow(Int64(nanosecond))
+        return Timestamp(nanoseconds: overflow2 ? Int64.max : total)
     }
 
     // MARK: Parsing
@@ -147,6 +157,8 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
             }
         }
         guard i == b.endIndex else { return nil }
+        // Int64 nanoseconds cover 1677-09-21 to 2262-04-11; anything outside cannot be represented.
+        guard (1678...2261).contains(year) else { return nil }
         let days = days(fromCivil: year, month, day)
         let secs = days * 86400 + hour * 3600 + minute * 60 + min(second, 59) - offsetSeconds
         return Timestamp(nanoseconds: secs * 1_000_000_000 + nanos)
