@@ -165,6 +165,10 @@ struct IdentityEventParserTests {
          "not_after: not an RFC 3339 time or epoch seconds"),
         (#"{"event":"issued","time":"2026-05-04T09:00:00Z","serial":"01","issuer":5}"#, "issuer: must be a string"),
         (#"{"event":"issued","time":"#, "invalid JSON at byte 25: unexpected end of input"),
+        // Years a Timestamp cannot hold are refused instead of trapping.
+        (#"{"event":"issued","time":"9999-12-31T23:59:59Z","serial":"01"}"#, "time: not an RFC 3339 time or epoch seconds"),
+        (#"{"event":"issued","time":-9223372036854775808,"serial":"01"}"#, "time: not an RFC 3339 time or epoch seconds"),
+        (#"{"event":"issued","time":1e300,"serial":"01"}"#, "time: not an RFC 3339 time or epoch seconds"),
     ])
     func rejects(_ line: String, _ reason: String) throws {
         let results = IdentityEventParser().parse(Array(line.utf8))
@@ -323,6 +327,7 @@ struct SPIRELogParserTests {
         (#"[1]"#, "not a SPIRE log line: no time and no msg"),
         (#"{"time":"2026-05-04T09:00:00Z","#, "invalid JSON at byte 31: expected a member name"),
         (#"{"msg":"x","level":"info"}"#, "missing time"),
+        (#"time="9999-12-31T23:59:59Z" msg=x"#, #"time: "9999-12-31T23:59:59Z" is not an RFC 3339 time"#),
     ])
     func rejects(_ line: String, _ reason: String) throws {
         let r = try #require(parser.parse(Array(line.utf8)).first?.rejection)
@@ -684,5 +689,53 @@ struct CRLParserTests {
         guard hay.count >= needle.count else { return nil }
         for i in 0...(hay.count - needle.count) where Array(hay[i..<(i + needle.count)]) == needle { return i }
         return nil
+    }
+}
+
+// MARK: - Robustness
+
+@Suite("IdentityRobustness")
+struct IdentityRobustnessTests {
+    /// Deterministic byte mutations of every fixture through every identity parser: nothing may trap, and
+    /// every result keeps the format it was read as.
+    @Test func mutatedFixturesNeverCrash() throws {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        let inputs: [([UInt8], (([UInt8]) -> [ParseResult]), InputFormat)] = [
+            (try IdentityFixtures.bytes("crl.der"), CRLParser().parse, .crl),
+            (try IdentityFixtures.bytes("crl-multi.pem"), CRLParser().parse, .crl),
+            (try IdentityFixtures.bytes("svids.pem"), PEMCertificateParser().parse, .pem),
+            (PEMScanner.blocks(in: try IdentityFixtures.bytes("root-ca.pem"))[0].der ?? [], PEMCertificateParser().parse, .pem),
+            (try IdentityFixtures.bytes("spire-server.log"), SPIRELogParser().parse, .spire),
+            (try IdentityFixtures.bytes("spire-server.json.log"), SPIRELogParser().parse, .spire),
+            (try IdentityFixtures.bytes("identity-events.ndjson"), IdentityEventParser().parse, .identityNDJSON),
+        ]
+        var parsed = 0
+        for (original, parse, format) in inputs {
+            for round in 0..<300 {
+                var bytes = original
+                switch round % 3 {
+                case 0:  // flip a few bytes
+                    for _ in 0..<(1 + next() % 4) { bytes[next() % bytes.count] = UInt8(truncatingIfNeeded: next()) }
+                case 1:  // truncate
+                    bytes = Array(bytes.prefix(next() % bytes.count))
+                default:  // drop a slice
+                    let a = next() % bytes.count
+                    let b = min(bytes.count, a + 1 + next() % 16)
+                    bytes.removeSubrange(a..<b)
+                }
+                for r in parse(bytes) {
+                    switch r {
+                    case .record(let rec): #expect(rec.format == format)
+                    case .rejected(let rej): #expect(rej.format == format && !rej.reason.isEmpty)
+                    }
+                    parsed += 1
+                }
+            }
+        }
+        #expect(parsed > 2000)
     }
 }

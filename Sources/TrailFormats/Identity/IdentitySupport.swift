@@ -222,15 +222,29 @@ enum IdentityTime {
         return era * 146097 + doe - 719468
     }
 
+    /// `Timestamp.parseRFC3339`, but nil for years outside 1678...2261: a `Timestamp` holds nanoseconds
+    /// in an Int64, and `Timestamp.parseRFC3339` traps on overflow for such years (log data is untrusted).
+    static func rfc3339(_ text: some StringProtocol) -> Timestamp? {
+        var year = 0
+        var count = 0
+        for c in text.utf8.prefix(4) {
+            guard c >= 0x30, c <= 0x39 else { return nil }
+            year = year * 10 + Int(c - 0x30)
+            count += 1
+        }
+        guard count == 4, (1678...2261).contains(year) else { return nil }
+        return Timestamp.parseRFC3339(text)
+    }
+
     /// A time from a JSON value: an RFC 3339 string or epoch seconds (integer or fractional).
     static func from(json value: JSONValue) -> Timestamp? {
         switch value {
         case .string(let s):
-            if let t = Timestamp.parseRFC3339(s) { return t }
+            if let t = rfc3339(s) { return t }
             if let d = Double(s), d.isFinite, abs(d) < Double(maxSeconds) { return Timestamp(epochSeconds: d) }
             return nil
         case .int(let i):
-            guard abs(i) < maxSeconds else { return nil }
+            guard i > -maxSeconds, i < maxSeconds else { return nil }
             return Timestamp(seconds: i)
         case .double(let d):
             guard d.isFinite, abs(d) < Double(maxSeconds) else { return nil }
