@@ -4,7 +4,3 @@ struct OTLPJSONParser { func parse(_ i: [UInt8]) -> [ParseResult] { [] } }
 struct KongLogParser { func parse(_ i: [UInt8]) -> [ParseResult] { [] } }
 struct EnvoyJSONLogParser { func parse(_ i: [UInt8]) -> [ParseResult] { [] } }
 struct EnvoyTextLogParser { init(format: String = "") {}; func parse(_ i: [UInt8]) -> [ParseResult] { [] } }
-struct IdentityEventParser { func parse(_ i: [UInt8]) -> [ParseResult] { [] } }
-struct SPIRELogParser { func parse(_ i: [UInt8]) -> [ParseResult] { [] } }
-struct PEMCertificateParser { func parse(_ i: [UInt8]) -> [ParseResult] { [] } }
-struct CRLParser { func parse(_ i: [UInt8]) -> [ParseResult] { [] } }
