@@ -65,3 +65,19 @@ func printError(_ text: String) {
 func writeOut(_ text: String) {
     FileHandle.standardOutput.write(Data(text.utf8))
 }
+
+enum FixtureDirectory {
+    /// `--fixtures`, else ./fixtures, else the fixtures folder of the checkout the executable was built in.
+    static func locate(_ explicit: String?) throws -> String {
+        let fm = FileManager.default
+        if let explicit { return explicit }
+        if fm.fileExists(atPath: "fixtures/scenarios") { return "fixtures" }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = dir.appendingPathComponent("fixtures").path
+            if fm.fileExists(atPath: candidate + "/scenarios") { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        throw StoreError("no fixtures folder found: run from Trail's checkout, or pass --fixtures DIR")
+    }
+}

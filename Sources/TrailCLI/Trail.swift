@@ -15,7 +15,7 @@ struct Trail: ParsableCommand {
         subcommands: [
             Ingest.self, CorrelateCommand.self, ChainCommand.self, WhoAccessedCommand.self, ActivityCommand.self,
             FindingsCommand.self, IdentitiesCommand.self, QueryCommand.self, EvidenceCommand.self,
-            RejectsCommand.self, Bench.self,
+            RejectsCommand.self, Demo.self, Bench.self,
         ]
     )
 }
