@@ -372,6 +372,11 @@ struct OTLPWireTests {
         #expect(try reason([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]).contains("exceeds the 0 bytes left"))
     }
 
+    @Test func jsonSentAsProtobufIsRejectedWithAHint() throws {
+        let r = try onlyRejection(OTLPProtobufParser().parse(Array(#"{"resourceSpans":[]}"#.utf8)))
+        #expect(r.reason == "invalid protobuf at byte 0: group (wire type 3) in field 15 is not supported (the body looks like JSON: use the otlp-json format)")
+    }
+
     @Test func truncationInsideASpanNamesItsPath() throws {
         var body = request(spans: [spanMessage(), spanMessage { $0.stringAttribute("k", "v") }])
         // Corrupt the last attribute's value length: the string claims 50 bytes.

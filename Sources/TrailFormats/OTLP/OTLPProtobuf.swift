@@ -12,8 +12,13 @@ public struct OTLPProtobufParser: Sendable {
         do throws(OTLPProtobufError) {
             request = try OTLPProtobufDecoder.decodeRequest(input)
         } catch {
-            return [.rejected(Rejection(
-                format: .otlpProto, location: location, raw: input, reason: error.description))]
+            var reason = error.description
+            if let first = input.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }),
+                first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+            {
+                reason += " (the body looks like JSON: use the otlp-json format)"
+            }
+            return [.rejected(Rejection(format: .otlpProto, location: location, raw: input, reason: reason))]
         }
         let record = OTLPSpanMapper.record(
             for: request, format: .otlpProto, location: location, raw: input,
