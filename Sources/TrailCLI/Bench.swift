@@ -152,7 +152,7 @@ enum RawSQLiteBaseline {
         var digest: Int64 = 1
         for (_, results) in parsed {
             for case .record(let rec) in results {
-                digest &+= 0x9E37_79B9_7F4A_7C15
+                digest &+= 0x1E37_79B9_7F4A_7C15
                 int(rawStmt, 1, digest)
                 text(rawStmt, 2, rec.format.rawValue)
                 int(rawStmt, 3, Int64(rec.location.line))
