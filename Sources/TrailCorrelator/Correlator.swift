@@ -391,6 +391,10 @@ public struct Correlator: Sendable {
                 origin = ChainOrigin(
                     principal: p.name, principalType: p.type, clientIP: root.callerAddress, viaGateway: false,
                     credential: p.credential)
+            } else if root.callerSPIFFEID == nil && root.callerService == nil {
+                // Only an address: a caller outside the mesh that nobody authenticated.
+                origin = ChainOrigin(
+                    principal: "anonymous", principalType: .anonymous, clientIP: root.callerAddress, viaGateway: false)
             } else {
                 origin = ChainOrigin(
                     principal: root.caller, principalType: .workload, clientIP: root.callerAddress, viaGateway: false)

@@ -20,6 +20,7 @@ public struct FormatError: Error, Sendable, CustomStringConvertible {
 public enum FormatRegistry {
     /// Detects the format from the first bytes of a (decompressed) input.
     public static func detect(_ input: [UInt8]) -> InputFormat? {
+        if looksLikeOTLPProtobuf(input) { return .otlpProto }
         var i = 0
         if input.count >= 3, input[0] == 0xEF, input[1] == 0xBB, input[2] == 0xBF { i = 3 }
         while i < input.count, [0x20, 0x09, 0x0A, 0x0D].contains(input[i]) { i += 1 }
@@ -47,6 +48,23 @@ public enum FormatRegistry {
         // A text line: Envoy's default format starts with "[START_TIME]"; custom formats are named with --format.
         if c >= 0x20 && c < 0x7F { return .envoyText }
         return nil
+    }
+
+    /// An ExportTraceServiceRequest starts with field 1 (resource_spans, length-delimited: 0x0A), a varint
+    /// length that fits the input, and a ResourceSpans whose first field is 1 (resource) or 2 (scope_spans).
+    static func looksLikeOTLPProtobuf(_ input: [UInt8]) -> Bool {
+        guard input.count >= 3, input[0] == 0x0A else { return false }
+        var length = 0
+        var shift = 0
+        var i = 1
+        while i < input.count, i < 6 {
+            length |= Int(input[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if input[i - 1] & 0x80 == 0 { break }
+        }
+        guard i < input.count, length > 0, i + length <= input.count else { return false }
+        return input[i] == 0x0A || input[i] == 0x12 || input[i] == 0x1A
     }
 
     static func detectJSON(_ input: [UInt8]) -> InputFormat? {
