@@ -48,7 +48,21 @@ public struct Correlator: Sendable {
         var members: [Int] = []
     }
 
+    /// A chain plus the service ↔ SPIFFE ID pairs its merged hops proved.
+    public struct Correlation: Sendable, Hashable {
+        public var chain: Chain
+        /// Pairs learned from hops where a service name and a verified identity describe the same endpoint:
+        /// a caller's span or outbound line joined with the callee sidecar's verified peer certificate (only
+        /// when that certificate was issued to that identity), or a callee's span joined with its sidecar's own
+        /// identity.
+        public var learnedIdentities: [ServiceIdentityPair]
+    }
+
     public func correlate(traceID: String, observations input: [StoredObservation]) -> Chain {
+        run(traceID: traceID, observations: input).chain
+    }
+
+    public func run(traceID: String, observations input: [StoredObservation]) -> Correlation {
         let observations = input.sorted { a, b in
             if a.observation.start != b.observation.start { return a.observation.start < b.observation.start }
             let ka = Self.canonicalKey(a.observation), kb = Self.canonicalKey(b.observation)
@@ -109,7 +123,33 @@ public struct Correlator: Sendable {
 
         var drafts = assemblies.map { merge($0, observations) }
         let parents = linkParents(&drafts, assemblies, observations)
-        return assemble(traceID: traceID, drafts: drafts, parents: parents)
+        let chain = assemble(traceID: traceID, drafts: drafts, parents: parents)
+        var learned = Set<ServiceIdentityPair>()
+        for d in drafts { learned.formUnion(learnedPairs(d)) }
+        return Correlation(chain: chain, learnedIdentities: learned.sorted())
+    }
+
+    private func learnedPairs(_ d: Draft) -> [ServiceIdentityPair] {
+        var out: [ServiceIdentityPair] = []
+        if let inbound = d.byKind[.inbound] {
+            // Caller: the service that sent it (span, outbound line) and the certificate the callee verified.
+            if let peer = inbound.caller.spiffeID, let cert = d.certificate,
+                ledger.issuedIdentity(serial: cert.serial, fingerprint: cert.fingerprintSHA256) == peer,
+                let service = first(d.byKind, [.clientSpan, .outbound]) { $0.caller.spiffeID == nil ? $0.caller.service : nil }
+            {
+                out.append(ServiceIdentityPair(service: service, spiffeID: peer))
+            }
+            // Callee: its own span's service and its sidecar's own identity.
+            if let own = inbound.callee.spiffeID, let service = d.byKind[.serverSpan]?.callee.service {
+                out.append(ServiceIdentityPair(service: service, spiffeID: own))
+            }
+        }
+        if let outbound = d.byKind[.outbound], let peer = outbound.callee.spiffeID,
+            let service = d.byKind[.clientSpan]?.callee.service ?? d.byKind[.serverSpan]?.callee.service
+        {
+            out.append(ServiceIdentityPair(service: service, spiffeID: peer))
+        }
+        return out
     }
 
     /// An exact duplicate (same content, another raw record) joins the hop of its twin.
@@ -144,13 +184,17 @@ public struct Correlator: Sendable {
         _ o: Observation, _ a: Assembly, wireKey: String?, _ observations: [StoredObservation]
     ) -> Int64? {
         var score: Int64 = 0
+        var sameWire = false
         let members = a.members.map { observations[$0].observation }
         guard let anchor = members.first else { return nil }
         let skew = configuration.clockSkewNanos
         let delta = abs(o.start.nanoseconds - anchor.start.nanoseconds)
         guard delta <= skew else { return nil }
         if let parent = o.parentSpanID, let wireKey {
-            if parent == wireKey { score += 1_000_000 } else if o.kind != .gateway {
+            if parent == wireKey {
+                score += 1_000_000
+                sameWire = true
+            } else if o.kind != .gateway {
                 // Both carry the caller's span id and they differ: different requests.
                 return nil
             }
@@ -165,8 +209,10 @@ public struct Correlator: Sendable {
             } else if let x = o.callee.service, let y = m.callee.service {
                 if x == y { score += 300 } else if o.kind != .gateway && m.kind != .gateway { return nil }
             }
+            // Both carry the same caller span id: the same request even if the identities disagree (that
+            // disagreement is itself a finding).
             if o.kind != .gateway, m.kind != .gateway, let x = identity(o.caller), let y = identity(m.caller) {
-                if x == y { score += 500 } else { return nil }
+                if x == y { score += 500 } else if !sameWire { return nil }
             }
             if let x = o.status, let y = m.status, x == y { score += 50 }
             if let x = o.callee.address, let y = m.callee.address, x == y { score += 20 }

@@ -1,5 +1,18 @@
 import TrailCore
 
+/// One service name ↔ SPIFFE ID pair.
+public struct ServiceIdentityPair: Sendable, Hashable, Comparable {
+    public var service: String
+    public var spiffeID: String
+    public init(service: String, spiffeID: String) {
+        self.service = service
+        self.spiffeID = spiffeID
+    }
+    public static func < (a: ServiceIdentityPair, b: ServiceIdentityPair) -> Bool {
+        (a.service, a.spiffeID) < (b.service, b.spiffeID)
+    }
+}
+
 /// The service name ↔ SPIFFE ID mapping learned from observations that carry both for the same endpoint
 /// (an inbound sidecar line names its own SPIFFE ID and its service; a span may carry both).
 ///

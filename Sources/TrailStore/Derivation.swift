@@ -73,19 +73,47 @@ extension TrailStore {
         }
 
         let ledger = try loadLedger(db)
-        var directory = ServiceDirectory()
-        for row in try Row.fetchAll(db, sql: "SELECT service, spiffe_id FROM service_identity") {
-            directory.learn(service: row[0], spiffeID: row[1])
+        var counts = CorrelationCounts()
+        // Merged hops can prove new service ↔ identity pairs, which change how other traces resolve; repeat
+        // until nothing new is learned (pairs only accumulate, so this ends).
+        for round in 0..<8 {
+            var directory = ServiceDirectory()
+            for row in try Row.fetchAll(db, sql: "SELECT service, spiffe_id FROM service_identity") {
+                directory.learn(service: row[0], spiffeID: row[1])
+            }
+            let correlator = Correlator(configuration: .init(clockSkewNanos: skew), ledger: ledger, directory: directory)
+            let learned = try rebuildDirtyTraces(correlator, db: db, counts: &counts)
+            try db.execute(sql: "DELETE FROM new_pair")
+            let insertPair = try db.cachedStatement(sql: """
+                INSERT INTO new_pair SELECT ?, ? WHERE NOT EXISTS
+                    (SELECT 1 FROM service_identity WHERE service = ? AND spiffe_id = ?)
+                """)
+            for p in learned { try insertPair.execute(arguments: [p.service, p.spiffeID, p.service, p.spiffeID]) }
+            guard round < 7, try Int.fetchOne(db, sql: "SELECT count(*) FROM new_pair") ?? 0 > 0 else { break }
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO service_identity SELECT DISTINCT service, spiffe_id FROM new_pair;
+                DELETE FROM dirty_trace;
+                INSERT OR IGNORE INTO dirty_trace
+                  SELECT DISTINCT trace_id FROM observation
+                   WHERE caller_service IN (SELECT service FROM new_pair)
+                      OR callee_service IN (SELECT service FROM new_pair);
+                """)
         }
-        let correlator = Correlator(configuration: .init(clockSkewNanos: skew), ledger: ledger, directory: directory)
+        counts.findings += try recomputeEdgeBypass(entryPoints: entryPoints, db: db)
+        return counts
+    }
 
+    /// Deletes and rebuilds the derived rows of every trace in `dirty_trace`; returns the pairs learned.
+    static func rebuildDirtyTraces(
+        _ correlator: Correlator, db: Database, counts: inout CorrelationCounts
+    ) throws -> Set<ServiceIdentityPair> {
         try db.execute(sql: """
             DELETE FROM hop WHERE trace_id IN dirty_trace;
             DELETE FROM gap WHERE trace_id IN dirty_trace;
             DELETE FROM finding WHERE trace_id IN dirty_trace;
             DELETE FROM chain WHERE trace_id IN dirty_trace;
             """)
-        var counts = CorrelationCounts()
+        var learned = Set<ServiceIdentityPair>()
         let writer = try ChainWriter(db: db)
         let cursor = try Row.fetchCursor(
             db, sql: ObservationRow.selectSQL + " WHERE trace_id IN dirty_trace ORDER BY trace_id")
@@ -93,11 +121,12 @@ extension TrailStore {
         var group: [StoredObservation] = []
         func flush() throws {
             guard let trace = currentTrace, !group.isEmpty else { return }
-            let chain = correlator.correlate(traceID: trace, observations: group)
-            try writer.write(chain)
+            let result = correlator.run(traceID: trace, observations: group)
+            try writer.write(result.chain)
+            learned.formUnion(result.learnedIdentities)
             counts.traces += 1
-            counts.hops += chain.hops.count
-            counts.findings += chain.findings.count
+            counts.hops += result.chain.hops.count
+            counts.findings += result.chain.findings.count
             group.removeAll(keepingCapacity: true)
         }
         while let row = try cursor.next() {
@@ -109,8 +138,7 @@ extension TrailStore {
             group.append(ObservationRow.decode(row))
         }
         try flush()
-        counts.findings += try recomputeEdgeBypass(entryPoints: entryPoints, db: db)
-        return counts
+        return learned
     }
 
     static func loadLedger(_ db: Database) throws -> CertificateLedger {
