@@ -83,34 +83,88 @@ enum AccessLog {
 
     /// Splits `ip:port`, `[v6]:port`, a bare ip, or a URL such as `tcp://10.0.2.1:80` into address and port.
     static func hostPort(_ text: String) -> (host: String, port: Int?)? {
-        var s = Substring(text)
-        if let r = s.firstRange(of: "://") { s = s[r.upperBound...] }
-        while s.hasSuffix("/") { s = s.dropLast() }
-        if let slash = s.firstIndex(of: "/") { s = s[..<slash] }
-        if let at = s.lastIndex(of: "@") { s = s[s.index(after: at)...] }
-        guard !s.isEmpty else { return nil }
-        if s.hasPrefix("[") {
-            guard let close = s.firstIndex(of: "]") else { return nil }
-            let host = s[s.index(after: s.startIndex)..<close]
-            let rest = s[s.index(after: close)...]
-            if rest.hasPrefix(":"), let p = Int(rest.dropFirst()), (0...65535).contains(p) {
-                return (String(host), p)
+        var copy = text
+        return copy.withUTF8 { u -> (host: String, port: Int?)? in
+            var start = 0
+            var end = u.count
+            // Drop a scheme.
+            if u.count >= 3 {
+                var i = 0
+                while i + 2 < u.count {
+                    if u[i] == 0x3A, u[i + 1] == 0x2F, u[i + 2] == 0x2F {
+                        start = i + 3
+                        break
+                    }
+                    if u[i] == 0x2F || u[i] == 0x40 { break }
+                    i += 1
+                }
             }
-            return (String(host), nil)
+            // Drop a path.
+            var i = start
+            while i < end {
+                if u[i] == 0x2F {
+                    end = i
+                    break
+                }
+                i += 1
+            }
+            // Drop user info.
+            i = end
+            while i > start {
+                if u[i - 1] == 0x40 {
+                    start = i
+                    break
+                }
+                i -= 1
+            }
+            guard end > start else { return nil }
+            func text(_ a: Int, _ b: Int) -> String { String(decoding: UnsafeBufferPointer(rebasing: u[a..<b]), as: UTF8.self) }
+            func port(_ a: Int, _ b: Int) -> Int? {
+                guard b > a, b - a <= 5 else { return nil }
+                var v = 0
+                for k in a..<b {
+                    guard u[k] >= 0x30, u[k] <= 0x39 else { return nil }
+                    v = v * 10 + Int(u[k] - 0x30)
+                }
+                return v <= 65535 ? v : nil
+            }
+            if u[start] == 0x5B {  // [v6]:port
+                var close = start + 1
+                while close < end, u[close] != 0x5D { close += 1 }
+                guard close < end else { return nil }
+                let host = text(start + 1, close)
+                if close + 1 < end, u[close + 1] == 0x3A { return (host, port(close + 2, end)) }
+                return (host, nil)
+            }
+            var colon = -1
+            var colons = 0
+            for k in start..<end where u[k] == 0x3A {
+                colons += 1
+                colon = k
+            }
+            if colons == 1 { return (text(start, colon), port(colon + 1, end)) }
+            return (text(start, end), nil)
         }
-        let colons = s.utf8.reduce(0) { $0 + ($1 == 0x3A ? 1 : 0) }
-        if colons == 1, let c = s.firstIndex(of: ":") {
-            let port = Int(s[s.index(after: c)...]).flatMap { (0...65535).contains($0) ? $0 : nil }
-            return (String(s[..<c]), port)
-        }
-        return (String(s), nil)
     }
 
     /// True for an IPv4 dotted quad or anything IPv6-looking.
     static func isIPAddress(_ host: some StringProtocol) -> Bool {
-        if host.contains(":") { return true }
-        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { p in !p.isEmpty && p.count <= 3 && p.allSatisfy(\.isASCIIDigitChar) }
+        var dots = 0
+        var digits = 0
+        for c in host.utf8 {
+            switch c {
+            case 0x3A: return true
+            case 0x2E:
+                guard digits > 0 else { return false }
+                dots += 1
+                digits = 0
+            case 0x30...0x39:
+                digits += 1
+                guard digits <= 3 else { return false }
+            default: return false
+            }
+        }
+        return dots == 3 && digits > 0
     }
 
     /// The host part of an authority (`httpbin:8000` → `httpbin`).
@@ -121,8 +175,10 @@ enum AccessLog {
     /// The first DNS label of a host name, nil for an IP address.
     static func firstLabel(_ host: some StringProtocol) -> String? {
         guard !host.isEmpty, !isIPAddress(host) else { return nil }
-        let label = host.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return label.isEmpty ? nil : String(label)
+        let u = host.utf8
+        let end = u.firstIndex(of: 0x2E) ?? u.endIndex
+        guard end != u.startIndex else { return nil }
+        return String(decoding: u[u.startIndex..<end], as: UTF8.self)
     }
 
     // MARK: Values
@@ -210,20 +266,57 @@ enum AccessLog {
     }
 }
 
-extension Character {
-    var isASCIIDigitChar: Bool { isASCII && isNumber }
-}
-
 /// Read access to a flat JSON object, treating `null`, `""` and `"-"` as unset (Envoy's conventions).
+///
+/// Lookups go through a small open-addressing table keyed by a cheap hash of the key's length and three of
+/// its bytes: log objects have a few dozen keys and are read once, so SipHash-based dictionaries cost more
+/// than they save.
 struct FieldReader {
     let members: [(String, JSONValue)]
+    private var slots: [Int32]
+    private let mask: Int
 
-    init(_ members: [(String, JSONValue)]) { self.members = members }
+    /// The first occurrence of a key wins.
+    init(_ members: [(String, JSONValue)]) {
+        self.members = members
+        var size = 16
+        while size < members.count * 2 { size <<= 1 }
+        mask = size - 1
+        slots = [Int32](repeating: -1, count: size)
+        for (i, (k, _)) in members.enumerated() {
+            var h = Self.hash(k) & mask
+            while true {
+                let s = Int(slots[h])
+                if s < 0 {
+                    slots[h] = Int32(truncatingIfNeeded: i)
+                    break
+                }
+                if members[s].0 == k { break }
+                h = (h + 1) & mask
+            }
+        }
+    }
+
+    @inline(__always)
+    static func hash(_ key: String) -> Int {
+        let u = key.utf8
+        let n = u.count
+        guard n > 0 else { return 0 }
+        let first = Int(u[u.startIndex])
+        let last = Int(u[u.index(u.startIndex, offsetBy: n - 1)])
+        let mid = Int(u[u.index(u.startIndex, offsetBy: n / 2)])
+        return (n &* 0x9E37) ^ (first &* 31) ^ (last &* 0x2F1) ^ (mid &* 0x1F3)
+    }
 
     @inline(__always)
     func value(_ key: String) -> JSONValue? {
-        for (k, v) in members where k == key { return v }
-        return nil
+        var h = Self.hash(key) & mask
+        while true {
+            let s = Int(slots[h])
+            if s < 0 { return nil }
+            if members[s].0 == key { return members[s].1 }
+            h = (h + 1) & mask
+        }
     }
 
     /// True if the key is present at all, even unset.

@@ -200,7 +200,13 @@ enum EnvoyAccessLogMapper {
 
     /// `%DOWNSTREAM_PEER_URI_SAN%` joins several SANs with `,`.
     static func splitSANs(_ text: String) -> [String] {
-        text.split(separator: ",").map { $0.trimmingOWSForLog() }.filter { !$0.isEmpty }
+        guard text.utf8.contains(0x2C) || text.utf8.first == 0x20 || text.utf8.last == 0x20 else { return [text] }
+        return text.utf8.split(separator: 0x2C).compactMap { part -> String? in
+            var p = part[...]
+            while let f = p.first, f == 0x20 || f == 0x09 { p = p.dropFirst() }
+            while let l = p.last, l == 0x20 || l == 0x09 { p = p.dropLast() }
+            return p.isEmpty ? nil : String(Substring(p))
+        }
     }
 
     /// The callee's service name:
@@ -224,22 +230,13 @@ enum EnvoyAccessLogMapper {
             return nil
         }
         guard let cluster else { return fromAuthority() }
-        let parts = cluster.split(separator: "|", omittingEmptySubsequences: false)
+        let parts = cluster.utf8.split(separator: 0x7C, maxSplits: 4, omittingEmptySubsequences: false)
         if parts.count == 4 {
-            let fqdn = parts[3]
+            let fqdn = Substring(parts[3])
             if !fqdn.isEmpty { return AccessLog.firstLabel(fqdn) ?? String(fqdn) }
             return fromAuthority()
         }
         if nonServiceClusters.contains(cluster) { return nil }
         return cluster
-    }
-}
-
-extension StringProtocol {
-    func trimmingOWSForLog() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
     }
 }
