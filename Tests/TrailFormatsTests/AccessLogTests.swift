@@ -603,3 +603,77 @@ struct EnvoyTextLogTests {
         #expect(results.first?.observation?.userAgent == nil)
     }
 }
+
+// MARK: - Hostile input
+
+@Suite("Access logs: hostile input")
+struct AccessLogHostileInputTests {
+    /// A small deterministic generator (SplitMix64) so failures reproduce.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test(arguments: [
+        ("kong_file_log.ndjson", InputFormat.kong), ("kong_http_log_batch.json", .kong),
+        ("istio_json.log", .envoyJSON), ("istio_text.log", .envoyText), ("bad_istio_json.log", .envoyJSON),
+    ])
+    func mutatedFixturesNeverCrash(name: String, format: InputFormat) throws {
+        let original = try accessLogFixture(name)
+        var rng = SplitMix(state: UInt64(name.utf8.count))
+        let interesting: [UInt8] = Array("\"\\,;=:-|[]{}%0fF \n\u{7f}".utf8) + [0x00, 0xC3, 0xFF]
+        for _ in 0..<150 {
+            var input = original
+            for _ in 0..<Int.random(in: 1...8, using: &rng) {
+                guard !input.isEmpty else { break }
+                let i = Int.random(in: 0..<input.count, using: &rng)
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: input[i] = interesting.randomElement(using: &rng) ?? 0
+                case 1: input.remove(at: i)
+                case 2: input.insert(interesting.randomElement(using: &rng) ?? 0, at: i)
+                default: input = Array(input[..<i])
+                }
+            }
+            let results: [ParseResult]
+            switch format {
+            case .kong: results = KongLogParser().parse(input)
+            case .envoyJSON: results = EnvoyJSONLogParser().parse(input)
+            default: results = EnvoyTextLogParser().parse(input)
+            }
+            for r in results {
+                switch r {
+                case .record(let rec):
+                    #expect(rec.format == format)
+                    #expect(rec.observations.count == 1)
+                    #expect(rec.location.line >= 1)
+                case .rejected(let rej):
+                    #expect(!rej.reason.isEmpty)
+                    #expect(rej.location.line >= 1)
+                }
+            }
+        }
+    }
+
+    @Test func extremeValuesAreHandled() throws {
+        let kong = KongLogParser().parse(bytes(
+            #"{"started_at":1e300,"latencies":{"request":1e300}} {"started_at":9223372036854775807,"latencies":{"request":9223372036854775807},"response":{"status":99999999999999999999}}"#))
+        #expect(kong[0].rejection?.reason == "started_at: '1e+300' is not epoch milliseconds")
+        let o = try #require(kong[1].observation)
+        #expect(o.durationNanos == nil)
+        #expect(o.status == nil)
+        let envoy = EnvoyJSONLogParser().parse(bytes(
+            #"{"start_time":"2024-05-04T10:00:00Z","duration":1e300,"downstream_peer_cert_v_end":"Jan  1 00:00:00 99999999999999999 GMT","upstream_cluster":"inbound|||","downstream_remote_address":"[::1","upstream_host":":::::"}"#))
+        let e = try #require(envoy.first?.record)
+        #expect(e.observations[0].durationNanos == nil)
+        #expect(e.observations[0].caller.address == nil)
+        #expect(e.partialRejections.map(\.reason) == [
+            "downstream_peer_cert_v_end: 'Jan  1 00:00:00 99999999999999999 GMT' is not a time",
+        ])
+    }
+}

@@ -228,7 +228,7 @@ enum AccessLog {
         let parts = text.split(separator: " ")
         guard parts.count == 5 || parts.count == 4,
             let month = months.firstIndex(of: parts[0].lowercased()), let day = Int(parts[1]),
-            let year = Int(parts[3]), (1...31).contains(day)
+            let year = Int(parts[3]), (1...31).contains(day), (1...9999).contains(year)
         else { return nil }
         if parts.count == 5, parts[4] != "GMT", parts[4] != "UTC" { return nil }
         let hms = parts[2].split(separator: ":")

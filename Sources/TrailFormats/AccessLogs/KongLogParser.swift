@@ -58,7 +58,7 @@ public struct KongLogParser: Sendable {
         let start: Timestamp
         if let ms = startedAt.int {
             start = Timestamp(milliseconds: ms)
-        } else if let d = startedAt.double, d.isFinite, abs(d) < 9.2e15 {
+        } else if let d = startedAt.double, d.isFinite, abs(d) < 9.2e12 {
             start = Timestamp(nanoseconds: Int64((d * 1_000_000).rounded()))
         } else {
             return .failure(Reason(
