@@ -395,19 +395,19 @@ public struct B3Context: Sendable, Hashable {
         }
     }
 
-    static func traceIDField(_ s: ArraySlice<UInt8>) -> Result<String, FieldErrorReason> {
+    fileprivate static func traceIDField(_ s: ArraySlice<UInt8>) -> Result<String, TraceFieldProblem> {
         guard s.count == 16 || s.count == 32 else {
-            return .failure(FieldErrorReason("is \(s.count) characters, not 16 or 32"))
+            return .failure(TraceFieldProblem("is \(s.count) characters, not 16 or 32"))
         }
-        if let p = W3CTraceParent.hexProblem(s) { return .failure(FieldErrorReason(p)) }
-        guard s.contains(where: { $0 != 0x30 }) else { return .failure(FieldErrorReason("is all zero")) }
+        if let p = W3CTraceParent.hexProblem(s) { return .failure(TraceFieldProblem(p)) }
+        guard s.contains(where: { $0 != 0x30 }) else { return .failure(TraceFieldProblem("is all zero")) }
         return .success(String(decoding: s, as: UTF8.self))
     }
 
-    static func spanIDField(_ s: ArraySlice<UInt8>) -> Result<String, FieldErrorReason> {
-        guard s.count == 16 else { return .failure(FieldErrorReason("is \(s.count) characters, not 16")) }
-        if let p = W3CTraceParent.hexProblem(s) { return .failure(FieldErrorReason(p)) }
-        guard s.contains(where: { $0 != 0x30 }) else { return .failure(FieldErrorReason("is all zero")) }
+    fileprivate static func spanIDField(_ s: ArraySlice<UInt8>) -> Result<String, TraceFieldProblem> {
+        guard s.count == 16 else { return .failure(TraceFieldProblem("is \(s.count) characters, not 16")) }
+        if let p = W3CTraceParent.hexProblem(s) { return .failure(TraceFieldProblem(p)) }
+        guard s.contains(where: { $0 != 0x30 }) else { return .failure(TraceFieldProblem("is all zero")) }
         return .success(String(decoding: s, as: UTF8.self))
     }
 
@@ -417,7 +417,7 @@ public struct B3Context: Sendable, Hashable {
 }
 
 /// A reason string usable as a `Result` failure.
-struct FieldErrorReason: Error, CustomStringConvertible {
+fileprivate struct TraceFieldProblem: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
 }
@@ -501,7 +501,7 @@ extension TraceIDs {
 
 extension StringProtocol {
     /// Without leading and trailing spaces and tabs.
-    func trimmingOWS() -> String {
+    fileprivate func trimmingOWS() -> String {
         var s = Substring(self)
         while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
         while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }

@@ -271,7 +271,7 @@ enum AccessLog {
 /// Lookups go through a small open-addressing table keyed by a cheap hash of the key's length and three of
 /// its bytes: log objects have a few dozen keys and are read once, so SipHash-based dictionaries cost more
 /// than they save.
-struct FieldReader {
+struct AccessLogFields {
     let members: [(String, JSONValue)]
     private var slots: [Int32]
     private let mask: Int
@@ -330,7 +330,7 @@ struct FieldReader {
 
 /// Header lookup in a Kong `request.headers` object: lowercase names, a repeated header is an array (the
 /// first value wins).
-struct HeaderReader {
+struct AccessLogHeaders {
     let headers: JSONValue?
 
     func first(_ name: String) -> String? {

@@ -22,7 +22,7 @@ public struct EnvoyJSONLogParser: Sendable {
                     continue
                 }
                 out.append(EnvoyAccessLogMapper.result(
-                    FieldReader(members), format: .envoyJSON, location: location, raw: record.raw))
+                    AccessLogFields(members), format: .envoyJSON, location: location, raw: record.raw))
             }
         }
         return out
@@ -36,7 +36,7 @@ enum EnvoyAccessLogMapper {
         var description: String
     }
 
-    static func result(_ f: FieldReader, format: InputFormat, location: RecordLocation, raw: [UInt8]) -> ParseResult {
+    static func result(_ f: AccessLogFields, format: InputFormat, location: RecordLocation, raw: [UInt8]) -> ParseResult {
         switch map(f, format: format) {
         case .failure(let reason):
             return .rejected(Rejection(format: format, location: location, raw: raw, reason: reason.description))
@@ -53,7 +53,7 @@ enum EnvoyAccessLogMapper {
         "InboundPassthroughClusterIpv6",
     ]
 
-    static func map(_ f: FieldReader, format: InputFormat) -> Result<(Observation, [String]), Reason> {
+    static func map(_ f: AccessLogFields, format: InputFormat) -> Result<(Observation, [String]), Reason> {
         var problems: [String] = []
 
         // Start time (required).

@@ -242,7 +242,7 @@ public struct EnvoyTextLogParser: Sendable {
                     reason: "line does not match the Envoy format: " + e.reason)))
             case .success(let fields):
                 out.append(EnvoyAccessLogMapper.result(
-                    FieldReader(fields), format: .envoyText, location: location, raw: raw))
+                    AccessLogFields(fields), format: .envoyText, location: location, raw: raw))
             }
         }
         return out

@@ -66,7 +66,7 @@ public struct KongLogParser: Sendable {
         }
 
         let request = v["request"]
-        let headers = HeaderReader(headers: request?["headers"])
+        let headers = AccessLogHeaders(headers: request?["headers"])
         let session = v["session"]
         let isStream = session?.object != nil
 
@@ -167,7 +167,7 @@ public struct KongLogParser: Sendable {
     ///   mtls-auth → client-certificate, basic-auth, oauth2 and others → consumer), else inferred: an `apikey`
     ///   header or query parameter → api-key; `request.tls.client_verify` SUCCESS → client-certificate;
     ///   `authorization: Bearer …` → jwt; else consumer.
-    static func principal(_ v: JSONValue, headers: HeaderReader) -> Principal {
+    static func principal(_ v: JSONValue, headers: AccessLogHeaders) -> Principal {
         let consumer = v["consumer"]
         let entity = v["authenticated_entity"]
         let credential = entity?["id"]?.text
