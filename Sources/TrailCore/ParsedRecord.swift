@@ -81,3 +81,17 @@ public enum ParseResult: Sendable {
     case record(ParsedRecord)
     case rejected(Rejection)
 }
+
+extension ParseResult {
+    /// The record, if this result is one.
+    public var record: ParsedRecord? {
+        if case .record(let r) = self { return r }
+        return nil
+    }
+
+    /// The rejection, if this result is one.
+    public var rejection: Rejection? {
+        if case .rejected(let r) = self { return r }
+        return nil
+    }
+}

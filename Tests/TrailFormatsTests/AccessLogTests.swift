@@ -20,14 +20,6 @@ private func accessLogFixture(_ name: String) throws -> [UInt8] {
 private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
 private extension ParseResult {
-    var record: ParsedRecord? {
-        if case .record(let r) = self { return r }
-        return nil
-    }
-    var rejection: Rejection? {
-        if case .rejected(let r) = self { return r }
-        return nil
-    }
     var observation: Observation? { record?.observations.first }
 }
 

@@ -49,17 +49,6 @@ func t(_ text: String) -> Timestamp {
     Timestamp.parseRFC3339(text) ?? Timestamp(nanoseconds: -1)
 }
 
-extension ParseResult {
-    var record: ParsedRecord? {
-        if case .record(let r) = self { return r }
-        return nil
-    }
-
-    var rejection: Rejection? {
-        if case .rejected(let r) = self { return r }
-        return nil
-    }
-}
 
 // MARK: - Identity NDJSON
 
