@@ -28,7 +28,7 @@ struct Ingest: ParsableCommand {
     @Option(name: .long, help: "Clock-skew tolerance when joining observations (e.g. 2s, 500ms). Remembered in the store.")
     var clockSkew: String?
 
-    @Flag(name: .long, help: "Do not print the per-format summary.")
+    @Flag(name: [.short, .long], help: "Do not print the summary.")
     var quiet = false
 
     @Argument(help: "Files to read ('-' for stdin).")

@@ -35,7 +35,7 @@ enum TextTable {
         return out
     }
 
-    static func render(columns: [String], rows: [[String]], maxWidth: Int = 60) -> String {
+    static func render(columns: [String], rows: [[String]], maxWidth: Int = 100) -> String {
         let cells = rows.map { $0.map { cell -> String in
             let s = sanitize(cell)
             return s.count > maxWidth ? String(s.prefix(maxWidth - 1)) + "…" : s

@@ -207,7 +207,11 @@ public struct Correlator: Sendable {
             if let x = identity(o.callee), let y = identity(m.callee) {
                 if x == y { score += 500 } else { return nil }
             } else if let x = o.callee.service, let y = m.callee.service {
-                if x == y { score += 300 } else if o.kind != .gateway && m.kind != .gateway { return nil }
+                if Self.sameService(x, y) {
+                    score += 300
+                } else if o.kind != .gateway && m.kind != .gateway && !sameWire {
+                    return nil
+                }
             }
             // Both carry the same caller span id: the same request even if the identities disagree (that
             // disagreement is itself a finding).
@@ -375,10 +379,21 @@ public struct Correlator: Sendable {
         return parents
     }
 
+    /// Service names as different sources write them: `inventory`, `inventory.shop`,
+    /// `inventory.shop.svc.cluster.local` and `inventory:8443` all name the same Kubernetes service.
+    static func sameService(_ a: String, _ b: String) -> Bool {
+        if a == b { return true }
+        func base(_ s: String) -> Substring {
+            let host = s.split(separator: ":", maxSplits: 1).first ?? Substring(s)
+            return host.split(separator: ".", maxSplits: 1).first ?? host
+        }
+        return base(a) == base(b)
+    }
+
     /// True if `upstream`'s callee is `downstream`'s caller.
     private func sameWorkload(_ upstream: Draft, calleeOf: Bool, _ downstream: Draft) -> Bool {
         if let a = upstream.calleeSPIFFEID, let b = downstream.callerSPIFFEID { return a == b }
-        if let a = upstream.calleeService, let b = downstream.callerService { return a == b }
+        if let a = upstream.calleeService, let b = downstream.callerService { return Self.sameService(a, b) }
         if let a = upstream.calleeSPIFFEID, let b = downstream.callerService { return directory.spiffeID(forService: b) == a }
         if let a = upstream.calleeService, let b = downstream.callerSPIFFEID { return directory.spiffeID(forService: a) == b }
         return false

@@ -29,11 +29,13 @@ extension TrailStore {
         try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS dirty_trace(trace_id TEXT PRIMARY KEY) WITHOUT ROWID")
         try db.execute(sql: "DELETE FROM dirty_trace")
         if all {
-            try db.execute(sql: "INSERT OR IGNORE INTO dirty_trace SELECT DISTINCT trace_id FROM observation")
+            try db.execute(sql: "INSERT OR IGNORE INTO dirty_trace SELECT DISTINCT chain_id FROM observation")
         } else {
             let insert = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dirty_trace(trace_id) VALUES (?)")
             for t in dirty.traceIDs { try insert.execute(arguments: [t]) }
         }
+
+        try adoptUntracedObservations(db)
 
         // Learn service ↔ SPIFFE ID pairs; a new pair changes how other traces resolve that service.
         let before = try Int.fetchOne(db, sql: "SELECT count(*) FROM service_identity") ?? 0
@@ -42,10 +44,10 @@ extension TrailStore {
             DELETE FROM new_pair;
             INSERT INTO new_pair
               SELECT caller_service, caller_spiffe FROM observation
-               WHERE trace_id IN dirty_trace AND caller_service IS NOT NULL AND caller_spiffe IS NOT NULL
+               WHERE chain_id IN dirty_trace AND caller_service IS NOT NULL AND caller_spiffe IS NOT NULL
               UNION
               SELECT callee_service, callee_spiffe FROM observation
-               WHERE trace_id IN dirty_trace AND callee_service IS NOT NULL AND callee_spiffe IS NOT NULL;
+               WHERE chain_id IN dirty_trace AND callee_service IS NOT NULL AND callee_spiffe IS NOT NULL;
             DELETE FROM new_pair WHERE (service, spiffe_id) IN (SELECT service, spiffe_id FROM service_identity);
             INSERT OR IGNORE INTO service_identity SELECT service, spiffe_id FROM new_pair;
             """)
@@ -53,7 +55,7 @@ extension TrailStore {
         if after > before {
             try db.execute(sql: """
                 INSERT OR IGNORE INTO dirty_trace
-                  SELECT DISTINCT trace_id FROM observation
+                  SELECT DISTINCT chain_id FROM observation
                    WHERE caller_service IN (SELECT service FROM new_pair)
                       OR callee_service IN (SELECT service FROM new_pair)
                 """)
@@ -94,13 +96,36 @@ extension TrailStore {
                 INSERT OR IGNORE INTO service_identity SELECT DISTINCT service, spiffe_id FROM new_pair;
                 DELETE FROM dirty_trace;
                 INSERT OR IGNORE INTO dirty_trace
-                  SELECT DISTINCT trace_id FROM observation
+                  SELECT DISTINCT chain_id FROM observation
                    WHERE caller_service IN (SELECT service FROM new_pair)
                       OR callee_service IN (SELECT service FROM new_pair);
                 """)
         }
         counts.findings += try recomputeEdgeBypass(entryPoints: entryPoints, db: db)
         return counts
+    }
+
+    /// A record without a trace id (Envoy's text format logs none) joins the trace of the traced records that
+    /// share its request id (`x-request-id` is propagated through a whole chain); the smallest trace id wins
+    /// if several do. Both its old and new chains are rebuilt.
+    static func adoptUntracedObservations(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TEMP TABLE IF NOT EXISTS adopted(id INTEGER PRIMARY KEY, old TEXT, new TEXT);
+            DELETE FROM adopted;
+            INSERT INTO adopted
+              SELECT o.id, o.chain_id,
+                     (SELECT min(t.trace_id) FROM observation t
+                       WHERE t.request_id = o.request_id AND t.trace_id NOT LIKE 'untraced:%')
+                FROM observation o
+               WHERE o.trace_id LIKE 'untraced:%' AND o.request_id IS NOT NULL
+                 AND (o.chain_id IN dirty_trace
+                      OR o.request_id IN (SELECT request_id FROM observation
+                                           WHERE chain_id IN dirty_trace AND request_id IS NOT NULL));
+            DELETE FROM adopted WHERE new IS NULL OR new = old;
+            UPDATE observation SET chain_id = (SELECT new FROM adopted WHERE adopted.id = observation.id)
+             WHERE id IN (SELECT id FROM adopted);
+            INSERT OR IGNORE INTO dirty_trace SELECT old FROM adopted UNION SELECT new FROM adopted;
+            """)
     }
 
     /// Deletes and rebuilds the derived rows of every trace in `dirty_trace`; returns the pairs learned.
@@ -116,7 +141,7 @@ extension TrailStore {
         var learned = Set<ServiceIdentityPair>()
         let writer = try ChainWriter(db: db)
         let cursor = try Row.fetchCursor(
-            db, sql: ObservationRow.selectSQL + " WHERE trace_id IN dirty_trace ORDER BY trace_id")
+            db, sql: ObservationRow.selectSQL + " WHERE chain_id IN dirty_trace ORDER BY chain_id")
         var currentTrace: String?
         var group: [StoredObservation] = []
         func flush() throws {
@@ -130,7 +155,7 @@ extension TrailStore {
             group.removeAll(keepingCapacity: true)
         }
         while let row = try cursor.next() {
-            let trace: String = row["trace_id"]
+            let trace: String = row["chain_id"]
             if trace != currentTrace {
                 try flush()
                 currentTrace = trace

@@ -5,7 +5,7 @@ import TrailCorrelator
 /// Mapping between ``Observation`` and the `observation` table.
 enum ObservationRow {
     static let columns = [
-        "raw_id", "kind", "format", "trace_id", "span_id", "parent_span_id", "request_id", "start", "duration",
+        "raw_id", "kind", "format", "trace_id", "chain_id", "span_id", "parent_span_id", "request_id", "start", "duration",
         "method", "path", "authority", "operation", "status",
         "caller_spiffe", "caller_service", "caller_address", "caller_port",
         "callee_spiffe", "callee_service", "callee_address", "callee_port",
@@ -21,7 +21,7 @@ enum ObservationRow {
         let c = o.callerCertificate
         let sans: String? = (c?.uriSANs.isEmpty ?? true) ? nil : JSONValue.from(c!.uriSANs).serialized()
         let values: [(any DatabaseValueConvertible)?] = [
-            rawID, o.kind.rawValue, o.format, traceID, o.spanID, o.parentSpanID, o.requestID, o.start.nanoseconds,
+            rawID, o.kind.rawValue, o.format, traceID, traceID, o.spanID, o.parentSpanID, o.requestID, o.start.nanoseconds,
             o.durationNanos, o.method, o.path, o.authority, o.operation, o.status,
             o.caller.spiffeID, o.caller.service, o.caller.address, o.caller.port,
             o.callee.spiffeID, o.callee.service, o.callee.address, o.callee.port,

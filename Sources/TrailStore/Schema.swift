@@ -44,6 +44,8 @@ enum Schema {
                     kind TEXT NOT NULL,
                     format TEXT NOT NULL,
                     trace_id TEXT NOT NULL,              -- 32 hex, or 'untraced:<hex>' when the record had none
+                    chain_id TEXT NOT NULL,              -- the chain it belongs to: its trace, or the trace an
+                                                         -- untraced record joined through its request id
                     span_id TEXT,
                     parent_span_id TEXT,
                     request_id TEXT,
@@ -59,7 +61,8 @@ enum Schema {
                     principal TEXT, principal_type TEXT, credential TEXT,
                     user_agent TEXT, policy TEXT, response_flags TEXT, route TEXT
                 );
-                CREATE INDEX observation_trace ON observation(trace_id);
+                CREATE INDEX observation_chain ON observation(chain_id);
+                CREATE INDEX observation_request ON observation(request_id) WHERE request_id IS NOT NULL;
                 CREATE TABLE identity_event (
                     id INTEGER PRIMARY KEY,
                     raw_id INTEGER NOT NULL REFERENCES raw_record(id),
