@@ -423,6 +423,26 @@ public enum JSONRecordReader {
                     out.append(JSONRecord(
                         line: startLine, arrayIndex: arrayIndex, raw: Array(buf[start..<p.index]), value: .success(v)))
                 } catch {
+                    // A record cut short on its line (NDJSON) makes the parser run on into the next record.
+                    // When the next line starts a new value, only the first line is the bad record.
+                    var firstNewline = start
+                    while firstNewline < buf.count, buf[firstNewline] != 0x0A { firstNewline += 1 }
+                    if error.offset > firstNewline, firstNewline < buf.count {
+                        var k = firstNewline + 1
+                        while k < buf.count, buf[k] == 0x20 || buf[k] == 0x09 || buf[k] == 0x0D { k += 1 }
+                        if k < buf.count, buf[k] == UInt8(ascii: "{") || buf[k] == UInt8(ascii: "[") {
+                            var rawEnd = firstNewline
+                            if rawEnd > start, buf[rawEnd - 1] == 0x0D { rawEnd -= 1 }
+                            var e = error
+                            e.offset = firstNewline - start
+                            e.message = "the record ends before its JSON value is complete"
+                            out.append(JSONRecord(
+                                line: startLine, arrayIndex: arrayIndex, raw: Array(buf[start..<rawEnd]),
+                                value: .failure(e)))
+                            p.index = firstNewline + 1
+                            return
+                        }
+                    }
                     var end = max(error.offset, start)
                     while end < buf.count, buf[end] != 0x0A { end += 1 }
                     var rawEnd = end

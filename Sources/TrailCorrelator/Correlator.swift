@@ -44,6 +44,8 @@ public struct Correlator: Sendable {
     /// A hop while it is being assembled: at most one observation of each kind, plus exact duplicates.
     struct Assembly {
         var wireKey: String?
+        /// A gateway's logged traceparent may be the client's or the gateway's own: it never vetoes a join.
+        var wireKeyFromGateway = false
         var slots: [ObservationKind: Int] = [:]
         var members: [Int] = []
     }
@@ -114,9 +116,16 @@ public struct Correlator: Sendable {
             }
             if let best {
                 place(i, into: best.index)
-                if assemblies[best.index].wireKey == nil { assemblies[best.index].wireKey = stored.observation.parentSpanID }
+                if let parent = stored.observation.parentSpanID,
+                    assemblies[best.index].wireKey == nil
+                        || (assemblies[best.index].wireKeyFromGateway && stored.observation.kind != .gateway)
+                {
+                    assemblies[best.index].wireKey = parent
+                    assemblies[best.index].wireKeyFromGateway = stored.observation.kind == .gateway
+                }
             } else {
-                assemblies.append(Assembly(wireKey: stored.observation.parentSpanID))
+                assemblies.append(Assembly(
+                    wireKey: stored.observation.parentSpanID, wireKeyFromGateway: stored.observation.kind == .gateway))
                 place(i, into: assemblies.count - 1)
             }
         }
@@ -194,7 +203,7 @@ public struct Correlator: Sendable {
             if parent == wireKey {
                 score += 1_000_000
                 sameWire = true
-            } else if o.kind != .gateway {
+            } else if o.kind != .gateway && !a.wireKeyFromGateway {
                 // Both carry the caller's span id and they differ: different requests.
                 return nil
             }

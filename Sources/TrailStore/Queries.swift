@@ -183,18 +183,19 @@ extension TrailStore {
             var args: [(any DatabaseValueConvertible)?] = []
             switch resource {
             case .identity(let id):
-                conditions.append("(h.callee_spiffe = ? OR h.callee = ?)")
-                args += [id, id]
+                conditions.append("h.callee = ?")
+                args.append(id)
             case .service(let name):
                 conditions.append("""
-                    (h.callee_service = ? OR h.callee = ? OR h.callee_spiffe IN
+                    (h.callee_service = ? OR h.callee = ? OR h.callee IN
                         (SELECT spiffe_id FROM service_identity WHERE service = ?))
                     """)
                 args += [name, name, name]
             case .path(let method, let path, let prefix):
                 if prefix {
-                    conditions.append("substr(h.path, 1, length(?)) = ?")
-                    args += [path, path]
+                    // A range, so that the path index serves prefixes too.
+                    conditions.append("h.path >= ? AND h.path < ?")
+                    args += [path, path + "\u{10FFFF}"]
                 } else {
                     conditions.append("h.path = ?")
                     args.append(path)
@@ -206,53 +207,50 @@ extension TrailStore {
             }
             conditions.append("h.start >= ? AND h.start <= ?")
             args += [window.sinceNanos, window.untilNanos]
+            let whereClause = conditions.joined(separator: " AND ")
+            // Aggregate in SQLite; the latest call's client address comes with max(start).
             let rows = try Row.fetchAll(db, sql: """
-                SELECT h.trace_id, h.caller, h.callee, h.method, h.path, h.start, h.chain_path,
-                       c.origin_principal, c.origin_type, c.origin_client_ip
-                  FROM hop h JOIN chain c ON c.trace_id = h.trace_id
-                 WHERE \(conditions.joined(separator: " AND "))
-                 ORDER BY h.start, h.trace_id, h.idx
+                SELECT principal, type, chain_path, count(*) AS calls, min(start) AS first, max(start) AS last,
+                       max(printf('%020d', start) || char(31) || coalesce(client_ip, '')) AS latest,
+                       group_concat(DISTINCT client_ip) AS ips, group_concat(DISTINCT trace_id) AS traces,
+                       min(caller) AS caller, min(callee) AS callee, min(method) AS method, min(path) AS path
+                  FROM (SELECT c.origin_principal AS principal, c.origin_type AS type, h.chain_path, h.start,
+                               c.origin_client_ip AS client_ip, h.trace_id, h.caller, h.callee, h.method, h.path
+                          FROM hop h JOIN chain c ON c.trace_id = h.trace_id
+                         WHERE \(whereClause)
+                         ORDER BY h.start, h.trace_id)
+                 GROUP BY principal, type, chain_path
+                 ORDER BY first, principal
                 """, arguments: StatementArguments(args))
-            struct Key: Hashable {
-                var principal: String
-                var type: String
-                var chain: [String]
+            var kinds: [String: [String]] = [:]
+            for r in try Row.fetchAll(db, sql: """
+                SELECT c.origin_principal || char(31) || c.origin_type || char(31) || h.chain_path AS key,
+                       group_concat(DISTINCT f.kind) AS kinds
+                  FROM hop h JOIN chain c ON c.trace_id = h.trace_id JOIN finding f ON f.trace_id = h.trace_id
+                 WHERE \(whereClause)
+                 GROUP BY key
+                """, arguments: StatementArguments(args))
+            {
+                kinds[r["key"]] = (r["kinds"] as String? ?? "").split(separator: ",").map(String.init).sorted()
             }
-            var groups: [Key: AccessRow] = [:]
-            var order: [Key] = []
-            for r in rows {
-                let chain = Self.strings(r["chain_path"])
-                let key = Key(principal: r["origin_principal"], type: r["origin_type"], chain: chain)
-                let start = Timestamp(nanoseconds: r["start"])
-                let trace: String = r["trace_id"]
-                let ip: String? = r["origin_client_ip"]
-                if var g = groups[key] {
-                    g.calls += 1
-                    g.firstSeen = min(g.firstSeen, start)
-                    g.lastSeen = max(g.lastSeen, start)
-                    if !g.traceIDs.contains(trace) { g.traceIDs.append(trace) }
-                    if let ip, !g.clientIPs.contains(ip) { g.clientIPs.append(ip) }
-                    groups[key] = g
-                } else {
-                    let callee: String = r["callee"]
-                    let m: String? = r["method"]
-                    let p: String? = r["path"]
-                    var resourceText = callee
-                    if let p { resourceText += " " + [m, p].compactMap { $0 }.joined(separator: " ") }
-                    groups[key] = AccessRow(
-                        principal: key.principal, principalType: key.type, clientIPs: ip.map { [$0] } ?? [],
-                        chain: chain, caller: r["caller"], resource: resourceText, calls: 1, firstSeen: start,
-                        lastSeen: start, traceIDs: [trace], findings: [])
-                    order.append(key)
-                }
+            return rows.map { r in
+                let principal: String = r["principal"]
+                let type: String = r["type"]
+                let chainPath: String = r["chain_path"]
+                let ips = (r["ips"] as String? ?? "").split(separator: ",").map(String.init).sorted()
+                let latestIP = (r["latest"] as String?)?.split(separator: "\u{1F}", omittingEmptySubsequences: false)
+                    .dropFirst().first.map(String.init).flatMap { $0.isEmpty ? nil : $0 }
+                let callee: String = r["callee"]
+                let request = [r["method"] as String?, r["path"] as String?].compactMap { $0 }.joined(separator: " ")
+                return AccessRow(
+                    principal: principal, principalType: type,
+                    clientIPs: ips.filter { $0 != latestIP } + (latestIP.map { [$0] } ?? []),
+                    chain: Self.strings(chainPath), caller: r["caller"],
+                    resource: request.isEmpty ? callee : callee + " " + request, calls: r["calls"],
+                    firstSeen: Timestamp(nanoseconds: r["first"]), lastSeen: Timestamp(nanoseconds: r["last"]),
+                    traceIDs: (r["traces"] as String? ?? "").split(separator: ",").map(String.init),
+                    findings: kinds[principal + "\u{1F}" + type + "\u{1F}" + chainPath] ?? [])
             }
-            var out: [AccessRow] = []
-            for key in order {
-                guard var g = groups[key] else { continue }
-                g.findings = try Self.findingKinds(traceIDs: g.traceIDs, db: db)
-                out.append(g)
-            }
-            return out
         }
     }
 
