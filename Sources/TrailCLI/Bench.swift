@@ -54,8 +54,8 @@ struct Bench: ParsableCommand {
             var dirty = DirtySet()
             let t1 = Date()
             for (_, results) in parsed {
-                for chunk in stride(from: 0, to: results.count, by: 5000) {
-                    let (_, d) = try store.ingest(Array(results[chunk..<min(chunk + 5000, results.count)]), source: "bench")
+                for chunk in stride(from: 0, to: results.count, by: 20000) {
+                    let (_, d) = try store.ingest(Array(results[chunk..<min(chunk + 20000, results.count)]), source: "bench")
                     dirty.formUnion(d)
                 }
             }

@@ -65,12 +65,11 @@ public struct Correlator: Sendable {
     }
 
     public func run(traceID: String, observations input: [StoredObservation]) -> Correlation {
-        let observations = input.sorted { a, b in
-            if a.observation.start != b.observation.start { return a.observation.start < b.observation.start }
-            let ka = Self.canonicalKey(a.observation), kb = Self.canonicalKey(b.observation)
-            if ka != kb { return ka < kb }
-            return a.id < b.id
-        }
+        let observations = input.map { ($0, Self.canonicalKey($0.observation)) }.sorted { a, b in
+            if a.0.observation.start != b.0.observation.start { return a.0.observation.start < b.0.observation.start }
+            if a.1 != b.1 { return a.1 < b.1 }
+            return a.0.id < b.0.id
+        }.map(\.0)
         var assemblies: [Assembly] = []
 
         func place(_ i: Int, into h: Int) {

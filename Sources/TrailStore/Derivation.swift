@@ -52,14 +52,7 @@ extension TrailStore {
             INSERT OR IGNORE INTO service_identity SELECT service, spiffe_id FROM new_pair;
             """)
         let after = try Int.fetchOne(db, sql: "SELECT count(*) FROM service_identity") ?? 0
-        if after > before {
-            try db.execute(sql: """
-                INSERT OR IGNORE INTO dirty_trace
-                  SELECT DISTINCT chain_id FROM observation
-                   WHERE caller_service IN (SELECT service FROM new_pair)
-                      OR callee_service IN (SELECT service FROM new_pair)
-                """)
-        }
+        if after > before { try markTracesResolvedBy(db) }
         // New identity events change the certificate judgement of hops that presented those certificates.
         if dirty.identityEvents {
             let mark = try db.cachedStatement(sql: "INSERT OR IGNORE INTO dirty_trace SELECT trace_id FROM hop WHERE serial = ?")
@@ -95,14 +88,23 @@ extension TrailStore {
             try db.execute(sql: """
                 INSERT OR IGNORE INTO service_identity SELECT DISTINCT service, spiffe_id FROM new_pair;
                 DELETE FROM dirty_trace;
-                INSERT OR IGNORE INTO dirty_trace
-                  SELECT DISTINCT chain_id FROM observation
-                   WHERE caller_service IN (SELECT service FROM new_pair)
-                      OR callee_service IN (SELECT service FROM new_pair);
                 """)
+            try markTracesResolvedBy(db)
         }
         counts.findings += try recomputeEdgeBypass(entryPoints: entryPoints, db: db)
         return counts
+    }
+
+    /// Marks the traces that a newly learned service ↔ identity pair (in `new_pair`) can change: those with a
+    /// hop that names that service on a side without a SPIFFE ID. A trace whose hops all carry SPIFFE IDs on
+    /// both sides resolves the same with or without the pair.
+    static func markTracesResolvedBy(_ db: Database) throws {
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO dirty_trace
+              SELECT DISTINCT trace_id FROM hop
+               WHERE (caller_spiffe IS NULL AND caller_service IN (SELECT service FROM new_pair))
+                  OR (callee_spiffe IS NULL AND callee_service IN (SELECT service FROM new_pair))
+            """)
     }
 
     /// A record without a trace id (Envoy's text format logs none) joins the trace of the traced records that
@@ -140,8 +142,7 @@ extension TrailStore {
             """)
         var learned = Set<ServiceIdentityPair>()
         let writer = try ChainWriter(db: db)
-        let cursor = try Row.fetchCursor(
-            db, sql: ObservationRow.selectSQL + " WHERE chain_id IN dirty_trace ORDER BY chain_id")
+        let select = try RawStatement(db, ObservationRow.selectSQL + " WHERE chain_id IN dirty_trace ORDER BY chain_id")
         var currentTrace: String?
         var group: [StoredObservation] = []
         func flush() throws {
@@ -154,13 +155,13 @@ extension TrailStore {
             counts.findings += result.chain.findings.count
             group.removeAll(keepingCapacity: true)
         }
-        while let row = try cursor.next() {
-            let trace: String = row["chain_id"]
+        while try select.step() {
+            let trace = select.string(5) ?? ""
             if trace != currentTrace {
                 try flush()
                 currentTrace = trace
             }
-            group.append(ObservationRow.decode(row))
+            group.append(ObservationRow.decode(select))
         }
         try flush()
         return learned
@@ -230,18 +231,18 @@ extension TrailStore {
 /// Writes one correlated chain into the derived tables.
 struct ChainWriter {
     let db: Database
-    let insertChain: Statement
-    let insertHop: Statement
-    let insertGap: Statement
+    let insertChain: RawStatement
+    let insertHop: RawStatement
+    let insertGap: RawStatement
 
     init(db: Database) throws {
         self.db = db
-        insertChain = try db.cachedStatement(sql: """
+        insertChain = try RawStatement(db, """
             INSERT INTO chain(trace_id, origin_principal, origin_type, origin_client_ip, origin_credential,
                               via_gateway, start, end, hop_count, gap_count)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
-        insertHop = try db.cachedStatement(sql: """
+        insertHop = try RawStatement(db, """
             INSERT INTO hop(trace_id, idx, parent_idx, caller, caller_spiffe, caller_service, caller_address,
                             callee, callee_spiffe, callee_service, callee_address, method, path, operation, authority,
                             status, start, duration, transport, tls_version, serial, fingerprint, cert_state, policy,
@@ -249,31 +250,65 @@ struct ChainWriter {
                             observation_ids, raw_ids, chain_path)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
-        insertGap = try db.cachedStatement(sql: "INSERT INTO gap(trace_id, before_idx, detail) VALUES (?, ?, ?)")
+        insertGap = try RawStatement(db, "INSERT INTO gap(trace_id, before_idx, detail) VALUES (?, ?, ?)")
     }
 
     func write(_ chain: Chain) throws {
         let o = chain.origin
-        try insertChain.execute(arguments: [
-            chain.traceID, o.principal, o.principalType.rawValue, o.clientIP, o.credential, o.viaGateway,
-            chain.start.nanoseconds, chain.end.nanoseconds, chain.hops.count, chain.gaps.count,
-        ])
+        let c = insertChain
+        c.bind(chain.traceID)
+        c.bind(o.principal)
+        c.bind(o.principalType.rawValue)
+        c.bind(o.clientIP)
+        c.bind(o.credential)
+        c.bind(o.viaGateway)
+        c.bind(chain.start.nanoseconds)
+        c.bind(chain.end.nanoseconds)
+        c.bind(chain.hops.count)
+        c.bind(chain.gaps.count)
+        try c.execute()
+        let s = insertHop
         for h in chain.hops {
-            let values: [(any DatabaseValueConvertible)?] = [
-                chain.traceID, h.index, h.parent, h.caller, h.callerSPIFFEID, h.callerService, h.callerAddress,
-                h.callee, h.calleeSPIFFEID, h.calleeService, h.calleeAddress, h.method, h.path, h.operation,
-                h.authority, h.status, h.start.nanoseconds, h.durationNanos, h.transport?.rawValue, h.tlsVersion,
-                h.serial, h.fingerprintSHA256, h.certificateState.rawValue, h.policy?.rawValue, h.requestID,
-                h.userAgent, h.principal?.name, h.principal?.type.rawValue, h.principal?.credential,
-                JSONValue.from(h.observedBy.map(\.rawValue)).serialized(),
-                JSONValue.array(h.observationIDs.map { .int($0) }).serialized(),
-                JSONValue.array(h.rawRecordIDs.map { .int($0) }).serialized(),
-                JSONValue.from(h.chainPath).serialized(),
-            ]
-            try insertHop.execute(arguments: StatementArguments(values))
+            s.bind(chain.traceID)
+            s.bind(h.index)
+            s.bind(h.parent)
+            s.bind(h.caller)
+            s.bind(h.callerSPIFFEID)
+            s.bind(h.callerService)
+            s.bind(h.callerAddress)
+            s.bind(h.callee)
+            s.bind(h.calleeSPIFFEID)
+            s.bind(h.calleeService)
+            s.bind(h.calleeAddress)
+            s.bind(h.method)
+            s.bind(h.path)
+            s.bind(h.operation)
+            s.bind(h.authority)
+            s.bind(h.status)
+            s.bind(h.start.nanoseconds)
+            s.bind(h.durationNanos)
+            s.bind(h.transport?.rawValue)
+            s.bind(h.tlsVersion)
+            s.bind(h.serial)
+            s.bind(h.fingerprintSHA256)
+            s.bind(h.certificateState.rawValue)
+            s.bind(h.policy?.rawValue)
+            s.bind(h.requestID)
+            s.bind(h.userAgent)
+            s.bind(h.principal?.name)
+            s.bind(h.principal?.type.rawValue)
+            s.bind(h.principal?.credential)
+            s.bind(JSONValue.from(h.observedBy.map(\.rawValue)).serialized())
+            s.bind(JSONValue.array(h.observationIDs.map { .int($0) }).serialized())
+            s.bind(JSONValue.array(h.rawRecordIDs.map { .int($0) }).serialized())
+            s.bind(JSONValue.from(h.chainPath).serialized())
+            try s.execute()
         }
         for g in chain.gaps {
-            try insertGap.execute(arguments: [chain.traceID, g.beforeHop, g.detail])
+            insertGap.bind(chain.traceID)
+            insertGap.bind(g.beforeHop)
+            insertGap.bind(g.detail)
+            try insertGap.execute()
         }
         for f in chain.findings {
             try Self.insertFinding(f, rawIDsJSON: JSONValue.array(f.rawRecordIDs.map { .int($0) }).serialized(), db: db)

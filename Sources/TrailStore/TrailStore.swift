@@ -29,6 +29,10 @@ public final class TrailStore: Sendable {
             if !db.configuration.readonly {
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
+            // Random-key indexes (trace ids, digests) need their pages in memory to insert quickly.
+            try db.execute(sql: "PRAGMA cache_size = -131072")
+            try db.execute(sql: "PRAGMA mmap_size = 1073741824")
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         do {
@@ -171,12 +175,12 @@ extension TrailStore {
                            arguments: [Data(Zstd.compress(concatenated, level: 1))])
             blockID = db.lastInsertedRowID
         }
-        let insertRaw = try db.cachedStatement(sql: """
+        let insertRaw = try RawStatement(db, """
             INSERT INTO raw_record(digest, sha256, format, source, line, detail, block_id, offset, length, ingested_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING
             """)
-        let insertObservation = try db.cachedStatement(sql: ObservationRow.insertSQL)
-        let insertEvent = try db.cachedStatement(sql: """
+        let insertObservation = try RawStatement(db, ObservationRow.insertSQL)
+        let insertEvent = try RawStatement(db, """
             INSERT INTO identity_event(raw_id, kind, spiffe_id, serial, sha256, not_before, not_after, issuer, time, reason, format)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
@@ -185,28 +189,44 @@ extension TrailStore {
         for rec in records {
             defer { offset += rec.raw.count }
             let (digest, hex) = digest(rec.raw)
-            try insertRaw.execute(arguments: [
-                digest, hex, rec.format.rawValue, source, rec.location.line, rec.location.detail, blockID, offset,
-                rec.raw.count, now.nanoseconds,
-            ])
-            guard db.changesCount > 0 else {
+            insertRaw.bind(digest)
+            insertRaw.bind(hex)
+            insertRaw.bind(rec.format.rawValue)
+            insertRaw.bind(source)
+            insertRaw.bind(rec.location.line)
+            insertRaw.bind(rec.location.detail)
+            insertRaw.bind(blockID)
+            insertRaw.bind(offset)
+            insertRaw.bind(rec.raw.count)
+            insertRaw.bind(now.nanoseconds)
+            try insertRaw.execute()
+            guard insertRaw.changes > 0 else {
                 counts.duplicates += 1
                 continue
             }
             anyStored = true
             counts.stored += 1
-            let rawID = db.lastInsertedRowID
+            let rawID = insertRaw.lastInsertedRowID
             for (n, o) in rec.observations.enumerated() {
                 let traceID = o.traceID ?? "untraced:" + String(hex.prefix(24)) + "-\(n)"
-                try insertObservation.execute(arguments: ObservationRow.arguments(o, rawID: rawID, traceID: traceID))
+                ObservationRow.bind(o, rawID: rawID, traceID: traceID, to: insertObservation)
+                try insertObservation.execute()
                 dirty.traceIDs.insert(traceID)
                 counts.observations += 1
             }
             for e in rec.identityEvents {
-                try insertEvent.execute(arguments: [
-                    rawID, e.kind.rawValue, e.spiffeID, e.serial, e.fingerprintSHA256, e.notBefore?.nanoseconds,
-                    e.notAfter?.nanoseconds, e.issuer, e.time.nanoseconds, e.reason, e.format,
-                ])
+                insertEvent.bind(rawID)
+                insertEvent.bind(e.kind.rawValue)
+                insertEvent.bind(e.spiffeID)
+                insertEvent.bind(e.serial)
+                insertEvent.bind(e.fingerprintSHA256)
+                insertEvent.bind(e.notBefore?.nanoseconds)
+                insertEvent.bind(e.notAfter?.nanoseconds)
+                insertEvent.bind(e.issuer)
+                insertEvent.bind(e.time.nanoseconds)
+                insertEvent.bind(e.reason)
+                insertEvent.bind(e.format)
+                try insertEvent.execute()
                 counts.identityEvents += 1
                 dirty.identityEvents = true
                 if let s = e.serial { dirty.serials.insert(s) }
