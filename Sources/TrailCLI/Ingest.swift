@@ -136,7 +136,9 @@ struct IngestDriver {
                 continue
             }
             let source = file == "-" ? "stdin" : file
+            var bytesDone = 0
             for (lineOffset, chunk) in chunks(input, format: fmt) {
+                bytesDone += chunk.count
                 var results = FormatRegistry.parse(chunk, format: fmt, options: options)
                 if lineOffset > 0 {
                     for i in results.indices {
@@ -166,7 +168,8 @@ struct IngestDriver {
                 summary.perFormat[fmt.rawValue, default: IngestCounts()] += counts
                 summary.totals += counts
                 dirty.formUnion(d)
-                progress.update(file: source, done: lineOffset, records: summary.totals.records)
+                progress.update(file: source, fraction: Double(bytesDone) / Double(max(1, input.count)),
+                                records: summary.totals.records)
             }
         }
         progress.finish()
@@ -200,16 +203,20 @@ struct IngestDriver {
     }
 }
 
-/// A progress line on stderr when it is a terminal.
+/// A progress bar on stderr when it is a terminal (never in pipes, files or CI logs).
 final class Progress {
     let enabled: Bool
     var shown = false
     init(enabled: Bool) { self.enabled = enabled }
 
-    func update(file: String, done: Int, records: Int) {
+    func update(file: String, fraction: Double, records: Int) {
         guard enabled else { return }
         shown = true
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(TextTable.sanitize(file)): \(records) records".utf8))
+        let width = 30
+        let filled = max(0, min(width, Int(fraction * Double(width))))
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let name = TextTable.sanitize((file as NSString).lastPathComponent)
+        FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(Int(fraction * 100))% \(name): \(records) records".utf8))
     }
 
     func finish() {

@@ -77,12 +77,12 @@ enum Render {
     }
 
     static func finding(_ f: Finding) -> JSONValue {
-        finding(id: nil, kind: f.kind.rawValue, severity: f.severity.rawValue, traceID: f.traceID, hop: f.hopIndex,
+        finding(id: TrailStore.findingID(f), kind: f.kind.rawValue, severity: f.severity.rawValue, traceID: f.traceID, hop: f.hopIndex,
                 principal: f.principal, identity: f.identity, serial: f.serial, time: f.time, detail: f.detail,
                 evidence: f.rawRecordIDs)
     }
 
-    static func chain(_ c: Chain, findingIDs: [String: String] = [:]) -> JSONValue {
+    static func chain(_ c: Chain) -> JSONValue {
         .object([
             ("trace_id", .string(c.traceID)),
             ("origin", origin(c.origin)),

@@ -12,6 +12,13 @@ public struct CorrelationCounts: Sendable, Hashable {
 }
 
 extension TrailStore {
+    /// A finding's id is derived from what it says, so it stays the same when the trace is correlated again
+    /// and in any other store holding the same records.
+    public static func findingID(_ f: Finding) -> String {
+        let key = "\(f.kind.rawValue)|\(f.traceID)|\(f.hopIndex.map(String.init) ?? "-")|\(f.detail)"
+        return String(Hex.encode(Array(SHA256.hash(data: Array(key.utf8)))).prefix(16))
+    }
+
     /// Rebuilds hops, chains and in-chain findings for every trace the dirty set touches, then recomputes the
     /// cross-chain findings. Pass `all: true` to rebuild everything.
     @discardableResult
@@ -229,11 +236,14 @@ extension TrailStore {
 }
 
 /// Writes one correlated chain into the derived tables.
-struct ChainWriter {
+final class ChainWriter {
     let db: Database
     let insertChain: RawStatement
     let insertHop: RawStatement
     let insertGap: RawStatement
+    let insertKey: RawStatement
+    let selectKey: RawStatement
+    private var keys: [String: Int64] = [:]
 
     init(db: Database) throws {
         self.db = db
@@ -247,10 +257,31 @@ struct ChainWriter {
                             callee, callee_spiffe, callee_service, callee_address, method, path, operation, authority,
                             status, start, duration, transport, tls_version, serial, fingerprint, cert_state, policy,
                             request_id, user_agent, principal, principal_type, credential, observed_by,
-                            observation_ids, raw_ids, chain_path)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            observation_ids, raw_ids, chain_path, access_key, origin_client_ip)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         insertGap = try RawStatement(db, "INSERT INTO gap(trace_id, before_idx, detail) VALUES (?, ?, ?)")
+        insertKey = try RawStatement(
+            db, "INSERT OR IGNORE INTO access_key(principal, principal_type, chain_path) VALUES (?, ?, ?)")
+        selectKey = try RawStatement(
+            db, "SELECT id FROM access_key WHERE principal = ? AND principal_type = ? AND chain_path = ?")
+    }
+
+    /// The id of (principal, type, chain path), created on first use.
+    func accessKey(_ origin: ChainOrigin, _ chainPath: String) throws -> Int64 {
+        let cacheKey = origin.principal + "\u{1F}" + origin.principalType.rawValue + "\u{1F}" + chainPath
+        if let id = keys[cacheKey] { return id }
+        insertKey.bind(origin.principal)
+        insertKey.bind(origin.principalType.rawValue)
+        insertKey.bind(chainPath)
+        try insertKey.execute()
+        selectKey.bind(origin.principal)
+        selectKey.bind(origin.principalType.rawValue)
+        selectKey.bind(chainPath)
+        guard try selectKey.step(), let id = selectKey.int64(0) else { throw StoreError("access key lookup failed") }
+        while try selectKey.step() {}
+        keys[cacheKey] = id
+        return id
     }
 
     func write(_ chain: Chain) throws {
@@ -301,7 +332,10 @@ struct ChainWriter {
             s.bind(JSONValue.from(h.observedBy.map(\.rawValue)).serialized())
             s.bind(JSONValue.array(h.observationIDs.map { .int($0) }).serialized())
             s.bind(JSONValue.array(h.rawRecordIDs.map { .int($0) }).serialized())
-            s.bind(JSONValue.from(h.chainPath).serialized())
+            let chainPath = JSONValue.from(h.chainPath).serialized()
+            s.bind(chainPath)
+            s.bind(try accessKey(o, chainPath))
+            s.bind(o.clientIP)
             try s.execute()
         }
         for g in chain.gaps {
@@ -315,11 +349,7 @@ struct ChainWriter {
         }
     }
 
-    /// A finding's id is derived from what it says, so it stays the same when the trace is correlated again.
-    static func findingID(_ f: Finding) -> String {
-        let key = "\(f.kind.rawValue)|\(f.traceID)|\(f.hopIndex.map(String.init) ?? "-")|\(f.detail)"
-        return String(Hex.encode(Array(SHA256.hash(data: Array(key.utf8)))).prefix(16))
-    }
+    static func findingID(_ f: Finding) -> String { TrailStore.findingID(f) }
 
     static func insertFinding(_ f: Finding, rawIDsJSON: String, db: Database) throws {
         try db.execute(

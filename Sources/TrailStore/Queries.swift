@@ -177,10 +177,14 @@ extension TrailStore {
 
     // MARK: who-accessed
 
+    /// At most this many trace ids are listed per `who-accessed` row (the most recent).
+    public static let whoAccessedTraceLimit = 100
+
     public func whoAccessed(_ resource: ResourceMatcher, window: TimeWindow) throws -> [AccessRow] {
         try writer.read { db in
             var conditions: [String] = []
             var args: [(any DatabaseValueConvertible)?] = []
+            var isPath = false
             switch resource {
             case .identity(let id):
                 conditions.append("h.callee = ?")
@@ -192,6 +196,7 @@ extension TrailStore {
                     """)
                 args += [name, name, name]
             case .path(let method, let path, let prefix):
+                isPath = true
                 if prefix {
                     // A range, so that the path index serves prefixes too.
                     conditions.append("h.path >= ? AND h.path < ?")
@@ -208,49 +213,74 @@ extension TrailStore {
             conditions.append("h.start >= ? AND h.start <= ?")
             args += [window.sinceNanos, window.untilNanos]
             let whereClause = conditions.joined(separator: " AND ")
-            // Aggregate in SQLite; the latest call's client address comes with max(start).
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT principal, type, chain_path, count(*) AS calls, min(start) AS first, max(start) AS last,
-                       max(printf('%020d', start) || char(31) || coalesce(client_ip, '')) AS latest,
-                       group_concat(DISTINCT client_ip) AS ips, group_concat(DISTINCT trace_id) AS traces,
-                       min(caller) AS caller, min(callee) AS callee, min(method) AS method, min(path) AS path
-                  FROM (SELECT c.origin_principal AS principal, c.origin_type AS type, h.chain_path, h.start,
-                               c.origin_client_ip AS client_ip, h.trace_id, h.caller, h.callee, h.method, h.path
-                          FROM hop h JOIN chain c ON c.trace_id = h.trace_id
-                         WHERE \(whereClause)
-                         ORDER BY h.start, h.trace_id)
-                 GROUP BY principal, type, chain_path
-                 ORDER BY first, principal
-                """, arguments: StatementArguments(args))
-            var kinds: [String: [String]] = [:]
+            let arguments = StatementArguments(args)
+
+            // One pass over a covering index: who (access key) and from where, with counts and times.
+            struct Group {
+                var calls = 0
+                var first = Int64.max
+                var last = Int64.min
+                var ips: [String: Int64] = [:]
+                var method: String?
+                var path: String?
+            }
+            var groups: [Int64: Group] = [:]
+            let extra = isPath ? ", min(h.method) AS method, min(h.path) AS path" : ""
             for r in try Row.fetchAll(db, sql: """
-                SELECT c.origin_principal || char(31) || c.origin_type || char(31) || h.chain_path AS key,
-                       group_concat(DISTINCT f.kind) AS kinds
-                  FROM hop h JOIN chain c ON c.trace_id = h.trace_id JOIN finding f ON f.trace_id = h.trace_id
-                 WHERE \(whereClause)
-                 GROUP BY key
-                """, arguments: StatementArguments(args))
+                SELECT h.access_key, h.origin_client_ip, count(*) AS calls, min(h.start) AS first, max(h.start) AS last\(extra)
+                  FROM hop h WHERE \(whereClause)
+                 GROUP BY h.access_key, h.origin_client_ip
+                """, arguments: arguments)
             {
-                kinds[r["key"]] = (r["kinds"] as String? ?? "").split(separator: ",").map(String.init).sorted()
+                let key: Int64 = r["access_key"]
+                var g = groups[key] ?? Group()
+                g.calls += r["calls"] as Int
+                g.first = min(g.first, r["first"])
+                g.last = max(g.last, r["last"])
+                if let ip: String = r["origin_client_ip"] { g.ips[ip] = max(g.ips[ip] ?? Int64.min, r["last"]) }
+                if isPath {
+                    g.method = [g.method, r["method"] as String?].compactMap { $0 }.min()
+                    g.path = [g.path, r["path"] as String?].compactMap { $0 }.min()
+                }
+                groups[key] = g
             }
-            return rows.map { r in
-                let principal: String = r["principal"]
-                let type: String = r["type"]
-                let chainPath: String = r["chain_path"]
-                let ips = (r["ips"] as String? ?? "").split(separator: ",").map(String.init).sorted()
-                let latestIP = (r["latest"] as String?)?.split(separator: "\u{1F}", omittingEmptySubsequences: false)
-                    .dropFirst().first.map(String.init).flatMap { $0.isEmpty ? nil : $0 }
-                let callee: String = r["callee"]
-                let request = [r["method"] as String?, r["path"] as String?].compactMap { $0 }.joined(separator: " ")
-                return AccessRow(
-                    principal: principal, principalType: type,
-                    clientIPs: ips.filter { $0 != latestIP } + (latestIP.map { [$0] } ?? []),
-                    chain: Self.strings(chainPath), caller: r["caller"],
-                    resource: request.isEmpty ? callee : callee + " " + request, calls: r["calls"],
-                    firstSeen: Timestamp(nanoseconds: r["first"]), lastSeen: Timestamp(nanoseconds: r["last"]),
-                    traceIDs: (r["traces"] as String? ?? "").split(separator: ",").map(String.init),
-                    findings: kinds[principal + "\u{1F}" + type + "\u{1F}" + chainPath] ?? [])
+            guard !groups.isEmpty else { return [] }
+
+            // Finding kinds per access key: findings are few, so walk them and look up their hops.
+            var kinds: [Int64: Set<String>] = [:]
+            for r in try Row.fetchAll(db, sql: """
+                SELECT DISTINCT h.access_key, f.kind FROM finding f CROSS JOIN hop h ON h.trace_id = f.trace_id
+                 WHERE \(whereClause)
+                """, arguments: arguments)
+            {
+                kinds[r[0], default: []].insert(r[1])
             }
+
+            var out: [AccessRow] = []
+            for (key, g) in groups {
+                guard let k = try Row.fetchOne(
+                    db, sql: "SELECT principal, principal_type, chain_path FROM access_key WHERE id = ?", arguments: [key])
+                else { continue }
+                var traceArgs = args
+                traceArgs.insert(key, at: 0)
+                let traces = try String.fetchAll(db, sql: """
+                    SELECT h.trace_id FROM hop h WHERE h.access_key = ? AND \(whereClause)
+                     ORDER BY h.start DESC, h.trace_id DESC LIMIT \(Self.whoAccessedTraceLimit)
+                    """, arguments: StatementArguments(traceArgs))
+                var seen = Set<String>()
+                let traceIDs = traces.reversed().filter { seen.insert($0).inserted }
+                let chain = Self.strings(k["chain_path"])
+                let callee = chain.last ?? ""
+                let request = [g.method, g.path].compactMap { $0 }.joined(separator: " ")
+                let ips = g.ips.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
+                out.append(AccessRow(
+                    principal: k["principal"], principalType: k["principal_type"], clientIPs: ips, chain: chain,
+                    caller: chain.count >= 2 ? chain[chain.count - 2] : "", 
+                    resource: request.isEmpty ? callee : callee + " " + request, calls: g.calls,
+                    firstSeen: Timestamp(nanoseconds: g.first), lastSeen: Timestamp(nanoseconds: g.last),
+                    traceIDs: traceIDs, findings: (kinds[key] ?? []).sorted()))
+            }
+            return out.sorted { ($0.firstSeen, $0.principal, $0.chain.joined()) < ($1.firstSeen, $1.principal, $1.chain.joined()) }
         }
     }
 

@@ -110,14 +110,26 @@ enum Schema {
                     observation_ids TEXT NOT NULL,       -- JSON array
                     raw_ids TEXT NOT NULL,               -- JSON array
                     chain_path TEXT NOT NULL,            -- JSON array of identities, entry point first
+                    access_key INTEGER NOT NULL REFERENCES access_key(id),
+                    origin_client_ip TEXT,
                     PRIMARY KEY (trace_id, idx)
                 ) WITHOUT ROWID;
-                CREATE INDEX hop_callee ON hop(callee);
-                CREATE INDEX hop_callee_service ON hop(callee_service);
+                -- Covering indexes for who-accessed: resource, time, then who and from where.
+                CREATE INDEX hop_callee ON hop(callee, start, access_key, origin_client_ip);
+                CREATE INDEX hop_callee_service ON hop(callee_service, start, access_key, origin_client_ip);
+                CREATE INDEX hop_path ON hop(path, start, method, access_key, origin_client_ip);
+                CREATE INDEX hop_access ON hop(access_key, start);
                 CREATE INDEX hop_caller ON hop(caller);
-                CREATE INDEX hop_path ON hop(path);
                 CREATE INDEX hop_serial ON hop(serial);
                 CREATE INDEX hop_start ON hop(start);
+                -- Who reached something and through which chain: the origin principal and the chain path.
+                CREATE TABLE access_key (
+                    id INTEGER PRIMARY KEY,
+                    principal TEXT NOT NULL,
+                    principal_type TEXT NOT NULL,
+                    chain_path TEXT NOT NULL,
+                    UNIQUE (principal, principal_type, chain_path)
+                );
                 CREATE TABLE gap (
                     trace_id TEXT NOT NULL,
                     before_idx INTEGER NOT NULL,

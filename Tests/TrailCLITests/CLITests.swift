@@ -114,8 +114,8 @@ struct CLITests {
         }
         let expected = try JSONParser.parse(Array(try Data(contentsOf: golden)))
         let expectedFindings = try JSONParser.parse(Array(try Data(contentsOf: goldenFindings)))
-        #expect(chains == expected)
-        #expect(findings == expectedFindings)
+        expectSame(chains, expected, "expected-chains.json")
+        expectSame(findings, expectedFindings, "expected-findings.json")
         let kinds = Set(findings.array?.compactMap { $0["kind"]?.string } ?? [])
         #expect(kinds == ["revoked-certificate", "plaintext-hop", "edge-bypass", "unauthenticated-edge", "policy-denied",
                           "expired-certificate", "identity-mismatch"])
@@ -129,8 +129,8 @@ struct CLITests {
         files.shuffle(using: &rng)
         // Each file separately, in a shuffled order: identity data may come after the calls it judges.
         let (chains, findings, _) = try Shop.snapshot(groups: files.map { [$0] })
-        #expect(chains == reference)
-        #expect(findings == referenceFindings)
+        expectSame(chains, reference, "chains, order \(files)")
+        expectSame(findings, referenceFindings, "findings, order \(files)")
     }
 
     @Test func reingestingAddsNothing() throws {
@@ -280,6 +280,14 @@ struct CLITests {
         p.waitUntilExit()
         return Array(d)
     }
+}
+
+/// Compares two JSON documents and reports only the first differing line (golden files are large).
+func expectSame(_ actual: JSONValue, _ expected: JSONValue, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    guard actual != expected else { return }
+    let a = actual.serialized(pretty: true).split(separator: "\n"), e = expected.serialized(pretty: true).split(separator: "\n")
+    let n = Array(zip(a, e)).firstIndex { $0.0 != $0.1 } ?? min(a.count, e.count)
+    Issue.record("\(what) differs at line \(n + 1): got `\(n < a.count ? a[n] : "<end>")`, expected `\(n < e.count ? e[n] : "<end>")` (TRAIL_UPDATE_GOLDENS=1 rewrites goldens)", sourceLocation: sourceLocation)
 }
 
 struct SeededGenerator: RandomNumberGenerator {
