@@ -185,16 +185,22 @@ extension TrailStore {
             var conditions: [String] = []
             var args: [(any DatabaseValueConvertible)?] = []
             var isPath = false
+            // Alternatives that each use one index; their union is the resource (disjoint, so counts add up).
+            var alternatives: [(String, [(any DatabaseValueConvertible)?])] = []
             switch resource {
             case .identity(let id):
                 conditions.append("h.callee = ?")
                 args.append(id)
             case .service(let name):
-                conditions.append("""
-                    (h.callee_service = ? OR h.callee = ? OR h.callee IN
-                        (SELECT spiffe_id FROM service_identity WHERE service = ?))
-                    """)
-                args += [name, name, name]
+                let ids = try String.fetchAll(
+                    db, sql: "SELECT spiffe_id FROM service_identity WHERE service = ?", arguments: [name]) + [name]
+                let marks = ids.map { _ in "?" }.joined(separator: ", ")
+                alternatives = [
+                    ("h.callee IN (\(marks))", ids),
+                    ("h.callee_service = ? AND h.callee NOT IN (\(marks))", [name] + ids),
+                ]
+                conditions.append("((h.callee IN (\(marks))) OR (h.callee_service = ? AND h.callee NOT IN (\(marks))))")
+                args += ids + [name] + ids
             case .path(let method, let path, let prefix):
                 isPath = true
                 if prefix {
@@ -214,6 +220,9 @@ extension TrailStore {
             args += [window.sinceNanos, window.untilNanos]
             let whereClause = conditions.joined(separator: " AND ")
             let arguments = StatementArguments(args)
+            if alternatives.isEmpty {
+                alternatives = [(conditions.dropLast().joined(separator: " AND "), Array(args.dropLast(2)))]
+            }
 
             // One pass over a covering index: who (access key) and from where, with counts and times.
             struct Group {
@@ -226,12 +235,15 @@ extension TrailStore {
             }
             var groups: [Int64: Group] = [:]
             let extra = isPath ? ", min(h.method) AS method, min(h.path) AS path" : ""
-            for r in try Row.fetchAll(db, sql: """
-                SELECT h.access_key, h.origin_client_ip, count(*) AS calls, min(h.start) AS first, max(h.start) AS last\(extra)
-                  FROM hop h WHERE \(whereClause)
-                 GROUP BY h.access_key, h.origin_client_ip
-                """, arguments: arguments)
-            {
+            var aggregated: [Row] = []
+            for (clause, clauseArgs) in alternatives {
+                aggregated += try Row.fetchAll(db, sql: """
+                    SELECT h.access_key, h.origin_client_ip, count(*) AS calls, min(h.start) AS first, max(h.start) AS last\(extra)
+                      FROM hop h WHERE \(clause) AND h.start >= ? AND h.start <= ?
+                     GROUP BY h.access_key, h.origin_client_ip
+                    """, arguments: StatementArguments(clauseArgs + [window.sinceNanos, window.untilNanos]))
+            }
+            for r in aggregated {
                 let key: Int64 = r["access_key"]
                 var g = groups[key] ?? Group()
                 g.calls += r["calls"] as Int
