@@ -50,8 +50,10 @@ public enum Zstd {
         var failure: String?
         input.withUnsafeBytes { src in
             var inBuf = ZSTD_inBuffer(src: src.baseAddress, size: input.count, pos: 0)
-            while inBuf.pos < inBuf.size {
-                let produced: Int = chunk.withUnsafeMutableBytes { dst in
+            var produced = 0
+            // Feed input until it is consumed and the decoder has nothing more to flush.
+            repeat {
+                produced = chunk.withUnsafeMutableBytes { dst in
                     var outBuf = ZSTD_outBuffer(dst: dst.baseAddress, size: chunkSize, pos: 0)
                     lastResult = ZSTD_decompressStream(stream, &outBuf, &inBuf)
                     return outBuf.pos
@@ -65,26 +67,7 @@ public enum Zstd {
                     failure = "decompressed size exceeds the limit of \(limit) bytes"
                     return
                 }
-                if produced == 0 && lastResult != 0 && inBuf.pos == inBuf.size { break }
-            }
-            // Flush what remains buffered inside the decoder.
-            while lastResult != 0 {
-                let produced: Int = chunk.withUnsafeMutableBytes { dst in
-                    var outBuf = ZSTD_outBuffer(dst: dst.baseAddress, size: chunkSize, pos: 0)
-                    lastResult = ZSTD_decompressStream(stream, &outBuf, &inBuf)
-                    return outBuf.pos
-                }
-                if ZSTD_isError(lastResult) != 0 {
-                    failure = String(cString: ZSTD_getErrorName(lastResult))
-                    return
-                }
-                if produced == 0 { break }
-                output.append(contentsOf: chunk[0..<produced])
-                if output.count > limit {
-                    failure = "decompressed size exceeds the limit of \(limit) bytes"
-                    return
-                }
-            }
+            } while inBuf.pos < inBuf.size || produced == chunkSize
         }
         if let failure { throw CompressionError(description: "zstd: \(failure)") }
         if lastResult != 0 { throw CompressionError(description: "zstd: input ends in the middle of a frame") }

@@ -102,6 +102,11 @@ struct InteropTests {
         let plain = try Self.bytes("otlp/sdk-export.json")
         #expect(try Decompressor.decompress(Gzip.compress(plain)) == plain)
         #expect(try Decompressor.decompress(Zstd.compress(plain)) == plain)
+        // Larger than the decoders' buffers, and concatenated frames / members as zstdcat and zcat read them.
+        let big = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
+        #expect(try Decompressor.decompress(Zstd.compress(big) + Zstd.compress(plain)) == big + plain)
+        #expect(try Decompressor.decompress(Gzip.compress(big) + Gzip.compress(plain)) == big + plain)
+        #expect(throws: CompressionError.self) { try Zstd.decompress(Zstd.compress(big), limit: 1 << 20) }
         #expect(throws: CompressionError.self) { try Decompressor.decompress(Array(Gzip.compress(plain).prefix(40))) }
         #expect(throws: CompressionError.self) { try Decompressor.decompress(Array(Zstd.compress(plain).dropLast(5))) }
     }

@@ -146,12 +146,12 @@ public struct CertificateRevocationList: Sendable, Hashable {
     private static func time(_ node: ASN1Node) throws -> Timestamp? {
         if node.identifier == .utcTime {
             let t = try UTCTime(derEncoded: node)
-            return IdentityTime.utc(
+            return Timestamp.utc(
                 year: t.year, month: t.month, day: t.day, hour: t.hours, minute: t.minutes, second: t.seconds)
         }
         if node.identifier == .generalizedTime {
             let t = try GeneralizedTime(derEncoded: node)
-            return IdentityTime.utc(
+            return Timestamp.utc(
                 year: t.year, month: t.month, day: t.day, hour: t.hours, minute: t.minutes, second: t.seconds)
         }
         return nil

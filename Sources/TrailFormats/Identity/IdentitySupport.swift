@@ -206,41 +206,11 @@ enum IdentityTime {
         return clamped(seconds: secs, nanos: min(nanos, 999_999_999))
     }
 
-    static func utc(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) -> Timestamp {
-        // Compute seconds without going through nanoseconds so that year 9999 does not overflow.
-        let d = daysFromCivil(Int64(year), Int64(month), Int64(day))
-        let secs = d * 86400 + Int64(hour) * 3600 + Int64(minute) * 60 + Int64(second)
-        return clamped(seconds: secs)
-    }
-
-    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
-        let y = m <= 2 ? y0 - 1 : y0
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146097 + doe - 719468
-    }
-
-    /// `Timestamp.parseRFC3339`, but nil for years outside 1678...2261: a `Timestamp` holds nanoseconds
-    /// in an Int64, and `Timestamp.parseRFC3339` traps on overflow for such years (log data is untrusted).
-    static func rfc3339(_ text: some StringProtocol) -> Timestamp? {
-        var year = 0
-        var count = 0
-        for c in text.utf8.prefix(4) {
-            guard c >= 0x30, c <= 0x39 else { return nil }
-            year = year * 10 + Int(c - 0x30)
-            count += 1
-        }
-        guard count == 4, (1678...2261).contains(year) else { return nil }
-        return Timestamp.parseRFC3339(text)
-    }
-
     /// A time from a JSON value: an RFC 3339 string or epoch seconds (integer or fractional).
     static func from(json value: JSONValue) -> Timestamp? {
         switch value {
         case .string(let s):
-            if let t = rfc3339(s) { return t }
+            if let t = Timestamp.parseRFC3339(s) { return t }
             if let d = Double(s), d.isFinite, abs(d) < Double(maxSeconds) { return Timestamp(epochSeconds: d) }
             return nil
         case .int(let i):

@@ -60,7 +60,7 @@ public struct SPIRELogParser: Sendable {
             return reject(field("msg") == nil ? "not a SPIRE log line: no time and no msg" : "missing time")
         }
         guard let msg = field("msg") else { return reject("missing msg") }
-        guard let lineTime = IdentityTime.rfc3339(timeText) else {
+        guard let lineTime = Timestamp.parseRFC3339(timeText) else {
             return reject("time: \"\(timeText)\" is not an RFC 3339 time")
         }
         var record = ParsedRecord(format: format, location: location, raw: raw)
@@ -78,7 +78,7 @@ public struct SPIRELogParser: Sendable {
         func time(_ keys: String...) -> Timestamp? {
             for key in keys {
                 guard let text = field(key) else { continue }
-                guard let t = IdentityTime.rfc3339(text) else {
+                guard let t = Timestamp.parseRFC3339(text) else {
                     partial.append("\(key): \"\(text)\" is not an RFC 3339 time")
                     return nil
                 }
