@@ -30,7 +30,7 @@ enum IdentityFixtures {
 
     static let issuer = "CN=Trail Fixture Root CA,O=Trail Fixture"
 
-    /// SHA-256 fingerprints printed by `openssl x509 -fingerprint -sha256` (see fixtures/identity/README.md).
+    /// SHA-256 fingerprints printed by `openssl x509 -fingerprint -sha256` (see fixtures/README.md).
     static let fingerprints: [String: String] = [
         "root-ca": "8d9c54a23c577e3754217b477b7966755a24cc73b8487ea1c344d01bcb715111",
         "gateway": "3d4cb50a00c08cbcbcf2e16a35e45f8c44e4ffe4e7594c38314004014d89db07",
