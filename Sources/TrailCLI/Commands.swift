@@ -36,8 +36,8 @@ struct ChainCommand: ParsableCommand {
             let o = chain.origin
             var text = ""
             if output.format == .table {
-                text += "trace \(chain.traceID)\norigin: \(o.principal) (\(o.principalType.rawValue))"
-                text += o.clientIP.map { " from \($0)" } ?? ""
+                text += "trace \(chain.traceID)\norigin: \(TextTable.sanitize(o.principal)) (\(o.principalType.rawValue))"
+                text += o.clientIP.map { " from \(TextTable.sanitize($0))" } ?? ""
                 text += o.viaGateway ? " via the gateway\n" : " inside the mesh\n"
             }
             let out = Output(
@@ -169,7 +169,7 @@ struct IdentitiesCommand: ParsableCommand {
             let now = Timestamp.now
             var time = now
             if let at {
-                guard let t = TimeArgument.parse(at, now: now) else { throw ValidationError("--at '\(at)' is not a time") }
+                guard let t = TimeArgument.parse(at, now: now) else { throw CLIError("--at '\(at)' is not a time") }
                 time = t
             }
             let ids = try s.identities(at: time)
@@ -266,7 +266,11 @@ struct QueryCommand: ParsableCommand {
 
     func validate() throws {
         if !list && name == nil { throw ValidationError("name a query, or pass --list") }
-        for p in param where !p.contains("=") { throw ValidationError("--param '\(p)' must be key=value") }
+        for p in param where p.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first?.isEmpty ?? true
+            || !p.contains("=")
+        {
+            throw ValidationError("--param '\(p)' must be key=value")
+        }
     }
 
     func run() throws {
@@ -294,7 +298,7 @@ struct QueryCommand: ParsableCommand {
             }
             var given: [String: String] = [:]
             for p in param {
-                let parts = p.split(separator: "=", maxSplits: 1)
+                let parts = p.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 given[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
             }
             let s = try store.open(readOnly: true)

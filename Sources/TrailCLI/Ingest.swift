@@ -3,6 +3,7 @@ import Foundation
 import TrailCompression
 import TrailCore
 import TrailFormats
+import GRDB
 import TrailStore
 
 struct Ingest: ParsableCommand {
@@ -37,7 +38,7 @@ struct Ingest: ParsableCommand {
     func validate() throws {
         if files.isEmpty { throw ValidationError("name at least one FILE (or - for stdin)") }
         if let clockSkew, Duration.parseNanos(clockSkew) == nil {
-            throw ValidationError("--clock-skew '\(clockSkew)' is not a duration like 2s or 500ms")
+            throw ValidationError("--clock-skew '\(clockSkew)' is not a duration like 2s or 500ms, at most 1h")
         }
     }
 
@@ -48,10 +49,13 @@ struct Ingest: ParsableCommand {
             if !allowEntryPoint.isEmpty {
                 try store.setAllowedEntryPoints(try store.allowedEntryPoints() + allowEntryPoint)
             }
-            if let clockSkew, let ns = Duration.parseNanos(clockSkew) {
+            var rebuildAll = false
+            if let clockSkew, let ns = Duration.parseNanos(clockSkew), try store.clockSkewNanos() != ns {
                 try store.setSetting("clock_skew_ns", String(ns))
+                rebuildAll = true
             }
-            let driver = IngestDriver(store: store, format: format, options: ParseOptions(envoyFormat: envoyFormat))
+            var driver = IngestDriver(store: store, format: format, options: ParseOptions(envoyFormat: envoyFormat))
+            driver.rebuildAll = rebuildAll
             let summary = try driver.ingest(files: files)
             if !quiet { writeOut(summary.render()) }
             rejectedAny = summary.totals.rejected > 0
@@ -65,10 +69,11 @@ extension InputFormat: ExpressibleByArgument {}
 
 enum Duration {
     /// `2s`, `500ms`, `1m`, `100us` → nanoseconds.
-    static func parseNanos(_ text: String) -> Int64? {
+    /// Durations above an hour are refused: a clock-skew tolerance that large joins unrelated requests.
+    static func parseNanos(_ text: String, maximum: Double = 3600e9) -> Int64? {
         let units: [(String, Double)] = [("ms", 1e6), ("us", 1e3), ("ns", 1), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
-            guard let v = Double(text.dropLast(suffix.count)), v >= 0 else { return nil }
+            guard let v = Double(text.dropLast(suffix.count)), v.isFinite, v >= 0, v * factor <= maximum else { return nil }
             return Int64(v * factor)
         }
         return nil
@@ -83,6 +88,7 @@ struct IngestSummary {
     var firstRejections: [String] = []
     var unreadable = 0
     var files = 0
+    var findingsInStore = 0
 
     func render() -> String {
         var out = "read \(files) input\(files == 1 ? "" : "s"): \(totals.records) records, \(totals.stored) stored, "
@@ -97,8 +103,8 @@ struct IngestSummary {
                 columns: ["format", "records", "stored", "duplicates", "rejected", "observations", "identity events"],
                 rows: rows)
         }
-        out += "correlated \(correlation.traces) trace\(correlation.traces == 1 ? "" : "s"): \(correlation.hops) hops, "
-            + "\(correlation.findings) findings\n"
+        out += "correlated \(correlation.traces) trace\(correlation.traces == 1 ? "" : "s") (\(correlation.hops) hops); "
+            + "the store holds \(findingsInStore) finding\(findingsInStore == 1 ? "" : "s")\n"
         if !firstRejections.isEmpty {
             out += "rejected records (first \(firstRejections.count); all in `trail rejects`):\n"
             for r in firstRejections { out += "  " + TextTable.sanitize(r) + "\n" }
@@ -114,6 +120,8 @@ struct IngestDriver {
     let options: ParseOptions
     /// Inputs larger than this are parsed and stored in chunks split at newlines.
     var chunkSize = 4 << 20
+    /// Correlate every stored trace afterwards, not only those the inputs touched (a setting changed).
+    var rebuildAll = false
 
     func ingest(files: [String]) throws -> IngestSummary {
         var summary = IngestSummary()
@@ -173,7 +181,8 @@ struct IngestDriver {
             }
         }
         progress.finish()
-        summary.correlation = try store.correlate(dirty)
+        summary.correlation = try store.correlate(dirty, all: rebuildAll)
+        summary.findingsInStore = try store.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM finding") ?? 0 }
         return summary
     }
 

@@ -35,7 +35,7 @@ struct WindowOptions: ParsableArguments {
         func parse(_ text: String?, _ flag: String) throws -> Timestamp? {
             guard let text else { return nil }
             guard let t = TimeArgument.parse(text, now: now) else {
-                throw ValidationError("\(flag) '\(text)' is neither RFC 3339 (2026-05-04T10:00:00Z) nor a duration (2h)")
+                throw CLIError("\(flag) '\(text)' is neither RFC 3339 (2026-05-04T10:00:00Z) nor a duration (2h)")
             }
             return t
         }
@@ -49,12 +49,16 @@ func runReporting(_ body: () throws -> Void) throws {
         try body()
     } catch let e as ExitCode {
         throw e
-    } catch let e as ValidationError {
-        throw e
     } catch {
         printError("error: \(error)")
         throw ExitCode.failure
     }
+}
+
+/// An error in what the user asked for, found while running (printed as one line, exit code 1).
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
 
 func printError(_ text: String) {

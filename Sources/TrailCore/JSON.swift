@@ -202,6 +202,8 @@ public struct JSONParser {
         guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
         index += 1
         var members: [(String, JSONValue)] = []
+        // Log records are objects of a few dozen members: grow once or twice, not six times.
+        members.reserveCapacity(16)
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1

@@ -5,8 +5,14 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
     public var nanoseconds: Int64
 
     public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
-    public init(milliseconds: Int64) { self.nanoseconds = milliseconds &* 1_000_000 }
-    public init(seconds: Int64) { self.nanoseconds = seconds &* 1_000_000_000 }
+    /// Values outside the representable range (about 1677 to 2262) clamp to its ends instead of trapping.
+    public init(milliseconds: Int64) { self.nanoseconds = Self.scaled(milliseconds, by: 1_000_000) }
+    public init(seconds: Int64) { self.nanoseconds = Self.scaled(seconds, by: 1_000_000_000) }
+
+    static func scaled(_ value: Int64, by factor: Int64) -> Int64 {
+        let (result, overflow) = value.multipliedReportingOverflow(by: factor)
+        return overflow ? (value < 0 ? Int64.min : Int64.max) : result
+    }
     /// From fractional epoch seconds (as some logs write them), rounded to the microsecond.
     /// Out-of-range and non-finite values clamp to the representable range instead of trapping.
     public init(epochSeconds: Double) {
@@ -15,15 +21,16 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
             self.nanoseconds = micros > 0 ? Int64.max : Int64.min
             return
         }
-        let limit = Double(Int64.max / 1000)
-        self.nanoseconds = Int64(max(-limit, min(limit, micros))) * 1000
+        // 2^62 microseconds is beyond year 2262 yet converts to Int64 exactly.
+        let limit = 4_611_686_018_427_387_904.0
+        self.nanoseconds = Self.scaled(Int64(max(-limit, min(limit, micros))), by: 1000)
     }
 
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
 
     public var milliseconds: Int64 { nanoseconds / 1_000_000 }
 
-    public func adding(nanoseconds delta: Int64) -> Timestamp { Timestamp(nanoseconds: nanoseconds &+ delta) }
+    public func adding(nanoseconds delta: Int64) -> Timestamp { Timestamp(nanoseconds: nanoseconds.addingSaturating(delta)) }
 
     /// RFC 3339 in UTC with microseconds, e.g. `2026-05-04T10:00:00.123456Z`.
     public var description: String { rfc3339(fractionDigits: 6) }
@@ -162,5 +169,13 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         let days = days(fromCivil: year, month, day)
         let secs = days * 86400 + hour * 3600 + minute * 60 + min(second, 59) - offsetSeconds
         return Timestamp(nanoseconds: secs * 1_000_000_000 + nanos)
+    }
+}
+
+extension Int64 {
+    /// Addition that stops at the ends of the range instead of trapping (times from hostile input).
+    public func addingSaturating(_ other: Int64) -> Int64 {
+        let (result, overflow) = addingReportingOverflow(other)
+        return overflow ? (other < 0 ? Int64.min : Int64.max) : result
     }
 }

@@ -31,7 +31,10 @@ public struct CertificateLedger: Sendable {
             if let serial = event.serial { lifecycleBySerial[serial, default: []].append(event) }
             if let fp = event.fingerprintSHA256 {
                 lifecycleByFingerprint[fp, default: []].append(event)
-                if let serial = event.serial { serialByFingerprint[fp] = serial }
+                // Conflicting serials for one fingerprint: keep the smallest, whatever the arrival order.
+                if let serial = event.serial, serialByFingerprint[fp].map({ serial < $0 }) ?? true {
+                    serialByFingerprint[fp] = serial
+                }
             }
             if event.kind != .expired, let id = event.spiffeID, let td = SPIFFETrustDomain.of(id) {
                 trustDomainsWithIssuance.insert(td)
@@ -78,7 +81,7 @@ public struct CertificateLedger: Sendable {
         // Revocation by serial, at or before the call.
         if let serial {
             let revs = (revocationsBySerial[serial] ?? []).filter { $0.time <= time }
-            if let first = revs.min(by: { $0.time < $1.time }) {
+            if let first = revs.min(by: { ($0.time, $0.reason ?? "") < ($1.time, $1.reason ?? "") }) {
                 let reason = first.reason.map { " (\($0))" } ?? ""
                 return Judgement(
                     state: .revoked, detail: "serial \(serial) revoked at \(first.time)\(reason)", issuedTo: issuedTo)
@@ -88,7 +91,7 @@ public struct CertificateLedger: Sendable {
         let identity = issuedTo ?? spiffeID
         if let identity, let revs = revocationsBySPIFFEID[identity] {
             let notBefore = events.compactMap(\.notBefore).min() ?? presentedNotBefore
-            for rev in revs.sorted(by: { $0.time < $1.time }) where rev.time <= time {
+            for rev in revs.sorted(by: { ($0.time, $0.reason ?? "") < ($1.time, $1.reason ?? "") }) where rev.time <= time {
                 if let notBefore, notBefore > rev.time { continue }
                 let reason = rev.reason.map { " (\($0))" } ?? ""
                 return Judgement(

@@ -174,10 +174,16 @@ public struct Correlator: Sendable {
         let kindOrder: [ObservationKind: String] = [
             .clientSpan: "0", .serverSpan: "1", .gateway: "2", .outbound: "3", .inbound: "4",
         ]
+        let c = o.callerCertificate
         let parts: [String?] = [
             kindOrder[o.kind], o.spanID, o.parentSpanID, o.method, o.path, o.caller.spiffeID, o.caller.service,
-            o.caller.address, o.callee.spiffeID, o.callee.service, o.callee.address, o.status.map(String.init),
-            o.requestID, o.durationNanos.map(String.init), o.callerCertificate?.serial, o.format,
+            o.caller.address, o.caller.port.map(String.init), o.callee.spiffeID, o.callee.service, o.callee.address,
+            o.callee.port.map(String.init), o.status.map(String.init), o.requestID, o.durationNanos.map(String.init),
+            c?.serial, c?.fingerprintSHA256, c?.notBefore.map { String($0.nanoseconds) },
+            c?.notAfter.map { String($0.nanoseconds) }, c?.uriSANs.joined(separator: ","), c?.subject, o.format,
+            o.traceID, o.authority, o.operation, o.transport?.rawValue, o.tlsVersion, o.xfccURI, o.principal?.name,
+            o.principal?.type.rawValue, o.principal?.credential, o.userAgent, o.policy?.rawValue, o.responseFlags,
+            o.route,
         ]
         return parts.map { $0 ?? "" }.joined(separator: "\u{1F}")
     }
@@ -196,8 +202,9 @@ public struct Correlator: Sendable {
         let members = a.members.map { observations[$0].observation }
         guard let anchor = members.first else { return nil }
         let skew = configuration.clockSkewNanos
-        let delta = abs(o.start.nanoseconds - anchor.start.nanoseconds)
-        guard delta <= skew else { return nil }
+        let (difference, overflow) = o.start.nanoseconds.subtractingReportingOverflow(anchor.start.nanoseconds)
+        guard !overflow, difference.magnitude <= UInt64(skew) else { return nil }
+        let delta = Int64(difference.magnitude)
         if let parent = o.parentSpanID, let wireKey {
             if parent == wireKey {
                 score += 1_000_000
@@ -358,8 +365,8 @@ public struct Correlator: Sendable {
             var best: Int?
             for (c, candidate) in drafts.enumerated() where c != d {
                 guard sameWorkload(candidate, calleeOf: true, draft) else { continue }
-                guard candidate.start.nanoseconds <= draft.start.nanoseconds + skew,
-                    draft.start.nanoseconds <= candidate.end.nanoseconds + skew
+                guard candidate.start.nanoseconds <= draft.start.nanoseconds.addingSaturating(skew),
+                    draft.start.nanoseconds <= candidate.end.nanoseconds.addingSaturating(skew)
                 else { continue }
                 // Never point at a hop that starts later (prevents cycles between equal-time hops too).
                 if candidate.start > draft.start || (candidate.start == draft.start && c > d) { continue }
@@ -422,7 +429,7 @@ public struct Correlator: Sendable {
         roots.sort(by: byStart)
         // A gateway root is the origin when there is one.
         if let g = roots.firstIndex(where: { drafts[$0].byKind[.gateway] != nil }), g != 0,
-            drafts[roots[g]].start.nanoseconds <= drafts[roots[0]].start.nanoseconds + configuration.clockSkewNanos
+            drafts[roots[g]].start.nanoseconds <= drafts[roots[0]].start.nanoseconds.addingSaturating(configuration.clockSkewNanos)
         {
             roots.insert(roots.remove(at: g), at: 0)
         }
@@ -483,29 +490,33 @@ public struct Correlator: Sendable {
         var findings: [Finding] = []
         for d in order {
             let i = newIndex[d]
-            judgeCertificate(&hops[i], drafts[d])
-            findings += hopFindings(hops[i], drafts[d], traceID: traceID, origin: origin)
+            let judgement = judgeCertificate(&hops[i], drafts[d])
+            findings += hopFindings(hops[i], drafts[d], judgement, traceID: traceID, origin: origin)
         }
         return Chain(traceID: traceID, origin: origin, hops: hops, gaps: gaps, findings: findings)
     }
 
-    private func judgeCertificate(_ hop: inout Hop, _ draft: Draft) {
+    /// Sets the hop's certificate state; returns the ledger's judgement when a certificate was judged.
+    private func judgeCertificate(_ hop: inout Hop, _ draft: Draft) -> CertificateLedger.Judgement? {
         if hop.transport == .plaintext {
             hop.certificateState = .none
-            return
+            return nil
         }
         let cert = draft.certificate
         guard hop.serial != nil || hop.fingerprintSHA256 != nil || cert?.notAfter != nil else {
             hop.certificateState = .unlogged
-            return
+            return nil
         }
         let judgement = ledger.judge(
             serial: hop.serial, fingerprint: hop.fingerprintSHA256, presentedNotBefore: cert?.notBefore,
             presentedNotAfter: cert?.notAfter, spiffeID: hop.callerSPIFFEID, at: hop.start)
         hop.certificateState = judgement.state
+        return judgement
     }
 
-    private func hopFindings(_ hop: Hop, _ draft: Draft, traceID: String, origin: ChainOrigin) -> [Finding] {
+    private func hopFindings(
+        _ hop: Hop, _ draft: Draft, _ judgement: CertificateLedger.Judgement?, traceID: String, origin: ChainOrigin
+    ) -> [Finding] {
         var out: [Finding] = []
         func add(_ kind: FindingKind, _ detail: String, identity: String? = nil, severity: Severity? = nil) {
             out.append(Finding(
@@ -517,15 +528,9 @@ public struct Correlator: Sendable {
         let cert = draft.certificate
         switch hop.certificateState {
         case .revoked:
-            let j = ledger.judge(
-                serial: hop.serial, fingerprint: hop.fingerprintSHA256, presentedNotBefore: cert?.notBefore,
-                presentedNotAfter: cert?.notAfter, spiffeID: hop.callerSPIFFEID, at: hop.start)
-            add(.revokedCertificate, "\(call) presented \(j.detail ?? "a revoked certificate")")
+            add(.revokedCertificate, "\(call) presented \(judgement?.detail ?? "a revoked certificate")")
         case .expired, .notYetValid:
-            let j = ledger.judge(
-                serial: hop.serial, fingerprint: hop.fingerprintSHA256, presentedNotBefore: cert?.notBefore,
-                presentedNotAfter: cert?.notAfter, spiffeID: hop.callerSPIFFEID, at: hop.start)
-            add(.expiredCertificate, "\(call) presented a certificate \(j.detail ?? hop.certificateState.rawValue)")
+            add(.expiredCertificate, "\(call) presented a certificate \(judgement?.detail ?? hop.certificateState.rawValue)")
         case .unknown:
             if ledger.knowsIssuance(forTrustDomainOf: hop.callerSPIFFEID) {
                 add(.unknownCertificate,

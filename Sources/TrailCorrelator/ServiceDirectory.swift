@@ -31,21 +31,10 @@ public struct ServiceDirectory: Sendable, Hashable {
         identitiesByService[service, default: []].insert(spiffeID)
     }
 
-    /// Learns from every endpoint of an observation that names both a service and a SPIFFE ID.
-    public mutating func learn(from observation: Observation) {
-        for endpoint in [observation.caller, observation.callee] {
-            if let service = endpoint.service, let id = endpoint.spiffeID { learn(service: service, spiffeID: id) }
-        }
-    }
-
     /// The one SPIFFE ID of a service, nil when unknown or ambiguous.
     public func spiffeID(forService service: String) -> String? {
         guard let ids = identitiesByService[service], ids.count == 1 else { return nil }
         return ids.first
     }
 
-    /// The one service name of a SPIFFE ID (smallest if several), for display.
-    public func service(forSPIFFEID id: String) -> String? {
-        identitiesByService.filter { $0.value.contains(id) }.map(\.key).min()
-    }
 }

@@ -44,27 +44,36 @@ public enum FormatRegistry {
         }
         if head.hasPrefix("time=") || (head.contains("level=") && head.contains("msg=")) { return .spire }
         if c == 0x30 && input.count > i + 1 && (input[i + 1] & 0x80) != 0 { return .crl }
-        if c == 0x0A { return .otlpProto }
         // A text line: Envoy's default format starts with "[START_TIME]"; custom formats are named with --format.
         if c >= 0x20 && c < 0x7F { return .envoyText }
         return nil
     }
 
-    /// An ExportTraceServiceRequest starts with field 1 (resource_spans, length-delimited: 0x0A), a varint
-    /// length that fits the input, and a ResourceSpans whose first field is 1 (resource) or 2 (scope_spans).
+    /// An ExportTraceServiceRequest is a run of field-1 (resource_spans) length-delimited messages that ends
+    /// exactly at the end of the input, each a ResourceSpans starting with field 1, 2 or 3. Text files never
+    /// have that shape, even when they start with blank lines.
     static func looksLikeOTLPProtobuf(_ input: [UInt8]) -> Bool {
-        guard input.count >= 3, input[0] == 0x0A else { return false }
-        var length = 0
-        var shift = 0
-        var i = 1
-        while i < input.count, i < 6 {
-            length |= Int(input[i] & 0x7F) << shift
-            shift += 7
+        var i = 0
+        var messages = 0
+        while i < input.count {
+            guard input[i] == 0x0A else { return false }
             i += 1
-            if input[i - 1] & 0x80 == 0 { break }
+            var length = 0
+            var shift = 0
+            while true {
+                guard i < input.count, shift < 35 else { return false }
+                let b = input[i]
+                length |= Int(b & 0x7F) << shift
+                shift += 7
+                i += 1
+                if b & 0x80 == 0 { break }
+            }
+            guard length >= 2, length <= input.count - i else { return false }
+            guard [0x0A, 0x12, 0x1A].contains(input[i]) else { return false }
+            i += length
+            messages += 1
         }
-        guard i < input.count, length > 0, i + length <= input.count else { return false }
-        return input[i] == 0x0A || input[i] == 0x12 || input[i] == 0x1A
+        return messages > 0
     }
 
     static func detectJSON(_ input: [UInt8]) -> InputFormat? {

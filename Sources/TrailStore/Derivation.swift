@@ -103,14 +103,20 @@ extension TrailStore {
     }
 
     /// Marks the traces that a newly learned service ↔ identity pair (in `new_pair`) can change: those with a
-    /// hop that names that service on a side without a SPIFFE ID. A trace whose hops all carry SPIFFE IDs on
-    /// both sides resolves the same with or without the pair.
+    /// hop that names that service on a side with no SPIFFE ID, or with one the service was already mapped to
+    /// (it may have been inferred, and a second identity makes the mapping ambiguous).
     static func markTracesResolvedBy(_ db: Database) throws {
         try db.execute(sql: """
             INSERT OR IGNORE INTO dirty_trace
               SELECT DISTINCT trace_id FROM hop
-               WHERE (caller_spiffe IS NULL AND caller_service IN (SELECT service FROM new_pair))
-                  OR (callee_spiffe IS NULL AND callee_service IN (SELECT service FROM new_pair))
+               WHERE (caller_service IN (SELECT service FROM new_pair)
+                      AND (caller_spiffe IS NULL OR caller_spiffe IN
+                           (SELECT spiffe_id FROM service_identity s WHERE s.service = hop.caller_service
+                             AND (s.service, s.spiffe_id) NOT IN (SELECT service, spiffe_id FROM new_pair))))
+                  OR (callee_service IN (SELECT service FROM new_pair)
+                      AND (callee_spiffe IS NULL OR callee_spiffe IN
+                           (SELECT spiffe_id FROM service_identity s WHERE s.service = hop.callee_service
+                             AND (s.service, s.spiffe_id) NOT IN (SELECT service, spiffe_id FROM new_pair))))
             """)
     }
 
@@ -179,6 +185,7 @@ extension TrailStore {
         for row in try Row.fetchAll(db, sql: """
             SELECT kind, spiffe_id, serial, sha256, not_before, not_after, issuer, time, reason, format
               FROM identity_event
+             ORDER BY time, kind, serial, spiffe_id, sha256, reason, not_before, not_after, issuer, format
             """)
         {
             guard let kind = IdentityEventKind(rawValue: row["kind"]) else { continue }

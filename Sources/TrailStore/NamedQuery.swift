@@ -144,7 +144,7 @@ public enum TimeArgument {
     public static func parse(_ text: String, now: Timestamp) -> Timestamp? {
         if let t = Timestamp.parseRFC3339(text) { return t }
         if text.count == 10, let t = Timestamp.parseRFC3339(text + "T00:00:00Z") { return t }
-        guard let unit = text.last, let amount = Double(text.dropLast()), amount >= 0 else { return nil }
+        guard let unit = text.last, let amount = Double(text.dropLast()), amount.isFinite, amount >= 0 else { return nil }
         let seconds: Double
         switch unit {
         case "s": seconds = amount
@@ -154,6 +154,8 @@ public enum TimeArgument {
         case "w": seconds = amount * 604800
         default: return nil
         }
+        // Anything beyond a few centuries is out of the store's range anyway.
+        guard seconds < 9e9 else { return nil }
         return now.adding(nanoseconds: -Int64(seconds * 1e9))
     }
 }

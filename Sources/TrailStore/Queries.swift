@@ -195,12 +195,15 @@ extension TrailStore {
                 let ids = try String.fetchAll(
                     db, sql: "SELECT spiffe_id FROM service_identity WHERE service = ?", arguments: [name]) + [name]
                 let marks = ids.map { _ in "?" }.joined(separator: ", ")
+                // `payments` also names `payments.shop.svc.cluster.local` and `payments:8443`, as in the correlator.
+                let service = "(h.callee_service = ? OR (h.callee_service > ? AND h.callee_service < ?) OR (h.callee_service > ? AND h.callee_service < ?))"
+                let serviceArgs: [(any DatabaseValueConvertible)?] = [name, name + ".", name + "/", name + ":", name + ";"]
                 alternatives = [
                     ("h.callee IN (\(marks))", ids),
-                    ("h.callee_service = ? AND h.callee NOT IN (\(marks))", [name] + ids),
+                    ("\(service) AND h.callee NOT IN (\(marks))", serviceArgs + ids),
                 ]
-                conditions.append("((h.callee IN (\(marks))) OR (h.callee_service = ? AND h.callee NOT IN (\(marks))))")
-                args += ids + [name] + ids
+                conditions.append("((h.callee IN (\(marks))) OR (\(service) AND h.callee NOT IN (\(marks))))")
+                args += ids + serviceArgs + ids
             case .path(let method, let path, let prefix):
                 isPath = true
                 if prefix {
@@ -230,11 +233,10 @@ extension TrailStore {
                 var first = Int64.max
                 var last = Int64.min
                 var ips: [String: Int64] = [:]
-                var method: String?
-                var path: String?
+                var requests: Set<String> = []
             }
             var groups: [Int64: Group] = [:]
-            let extra = isPath ? ", min(h.method) AS method, min(h.path) AS path" : ""
+            let extra = isPath ? ", group_concat(DISTINCT coalesce(h.method || ' ', '') || h.path) AS requests" : ""
             var aggregated: [Row] = []
             for (clause, clauseArgs) in alternatives {
                 aggregated += try Row.fetchAll(db, sql: """
@@ -250,9 +252,8 @@ extension TrailStore {
                 g.first = min(g.first, r["first"])
                 g.last = max(g.last, r["last"])
                 if let ip: String = r["origin_client_ip"] { g.ips[ip] = max(g.ips[ip] ?? Int64.min, r["last"]) }
-                if isPath {
-                    g.method = [g.method, r["method"] as String?].compactMap { $0 }.min()
-                    g.path = [g.path, r["path"] as String?].compactMap { $0 }.min()
+                if isPath, let requests: String = r["requests"] {
+                    g.requests.formUnion(requests.split(separator: ",").map(String.init))
                 }
                 groups[key] = g
             }
@@ -283,7 +284,10 @@ extension TrailStore {
                 let traceIDs = traces.reversed().filter { seen.insert($0).inserted }
                 let chain = Self.strings(k["chain_path"])
                 let callee = chain.last ?? ""
-                let request = [g.method, g.path].compactMap { $0 }.joined(separator: " ")
+                // Distinct requests to the resource, at most five named.
+                let sortedRequests = g.requests.sorted()
+                let request = sortedRequests.prefix(5).joined(separator: ", ")
+                    + (sortedRequests.count > 5 ? ", … (\(sortedRequests.count) requests)" : "")
                 let ips = g.ips.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
                 out.append(AccessRow(
                     principal: k["principal"], principalType: k["principal_type"], clientIPs: ips, chain: chain,
@@ -296,21 +300,10 @@ extension TrailStore {
         }
     }
 
-    static func findingKinds(traceIDs: [String], db: Database) throws -> [String] {
-        var kinds = Set<String>()
-        for chunk in stride(from: 0, to: traceIDs.count, by: 500) {
-            let part = Array(traceIDs[chunk..<min(chunk + 500, traceIDs.count)])
-            let marks = part.map { _ in "?" }.joined(separator: ",")
-            kinds.formUnion(try String.fetchAll(
-                db, sql: "SELECT DISTINCT kind FROM finding WHERE trace_id IN (\(marks))", arguments: StatementArguments(part)))
-        }
-        return kinds.sorted()
-    }
-
     // MARK: activity
 
     /// Trace ids of every chain a principal started or took part in (as consumer, API key, JWT subject, client
-    /// certificate, credential or workload), oldest first.
+    /// certificate, credential, or a workload calling or called), oldest first.
     public func activity(principal: String, window: TimeWindow) throws -> [String] {
         try writer.read { db in
             try String.fetchAll(db, sql: """
@@ -319,10 +312,10 @@ extension TrailStore {
                     UNION
                     SELECT h.trace_id, c.start FROM hop h JOIN chain c ON c.trace_id = h.trace_id
                      WHERE h.caller = ? OR h.caller_spiffe = ? OR h.caller_service = ? OR h.principal = ?
-                        OR h.credential = ?
+                        OR h.credential = ? OR h.callee = ? OR h.callee_service = ?
                 ) WHERE start >= ? AND start <= ? ORDER BY start, trace_id
                 """, arguments: [
-                    principal, principal, principal, principal, principal, principal, principal,
+                    principal, principal, principal, principal, principal, principal, principal, principal, principal,
                     window.sinceNanos, window.untilNanos,
                 ])
         }

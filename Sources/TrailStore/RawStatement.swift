@@ -47,13 +47,6 @@ final class RawStatement {
 
     func bind(_ value: Bool) { bind(Int64(value ? 1 : 0)) }
 
-    func bind(blob: [UInt8]) {
-        index += 1
-        blob.withUnsafeBytes { buf in
-            _ = sqlite3_bind_blob(handle, index, buf.baseAddress, Int32(buf.count), Self.transient)
-        }
-    }
-
     /// Runs the statement to completion (INSERT, UPDATE, DELETE) and resets it for the next use.
     func execute() throws {
         defer {

@@ -258,6 +258,40 @@ struct CLITests {
         #expect(unknown.stderr.contains("no chain with trace id"))
     }
 
+    @Test func hostileArgumentsGiveOneLineErrors() throws {
+        let db = CLI.tempDB()
+        try CLI.run(["ingest", "--db", db] + Shop.inputs)
+        let since = try CLI.run(["who-accessed", "/x", "--since", "1e300d", "--db", db])
+        #expect(since.status == 1)
+        #expect(since.stderr.split(separator: "\n").count == 1)
+        let param = try CLI.run(["query", "plaintext_hops", "--param", "=", "--db", db])
+        #expect(param.status != 0)
+        #expect(param.stderr.contains("must be key=value"))
+        let skew = try CLI.run(["ingest", "--db", db, "--clock-skew", "1e300s", "\(Shop.dir)/kong.ndjson"])
+        #expect(skew.status != 0)
+        #expect(skew.stderr.contains("--clock-skew"))
+    }
+
+    @Test func leadingBlankLinesDoNotLookLikeProtobuf() throws {
+        let db = CLI.tempDB()
+        let kong = try Data(contentsOf: CLI.root.appendingPathComponent("\(Shop.dir)/kong-batch.json"))
+        let r = try CLI.run(["ingest", "--db", db, "-"], stdin: Array("\n\n\n".utf8) + Array(kong))
+        #expect(r.stdout.contains("kong"))
+        #expect(r.status == 0)
+    }
+
+    @Test func whoAccessedListsTheDistinctRequestsAndActivityCoversCallees() throws {
+        let db = CLI.tempDB()
+        try CLI.run(["ingest", "--db", db, "--allow-entry-point", Shop.entryPoint] + Shop.inputs)
+        let rows = try CLI.run(["who-accessed", "/payments/*", "--db", db, "--format", "json"]).json?.array ?? []
+        let bypass = try #require(rows.first { $0["principal_type"]?.string == "workload" })
+        #expect(bypass["resource"]?.string == "spiffe://shop.example/ns/shop/sa/payments POST /payments/refund")
+        let byService = try CLI.run(["who-accessed", "payments", "--db", db, "--format", "json"]).json?.array ?? []
+        #expect(Set(byService.compactMap { $0["principal"]?.string }) == ["alice", "spiffe://shop.example/ns/shop/sa/inventory"])
+        let ledger = try CLI.run(["activity", "spiffe://shop.example/ns/shop/sa/ledger", "--db", db, "--format", "json"])
+        #expect(ledger.json?.array?.count == 3)
+    }
+
     @Test func compressedInputAndStdin() throws {
         let db = CLI.tempDB()
         let raw = try Data(contentsOf: CLI.root.appendingPathComponent("\(Shop.dir)/kong.ndjson"))

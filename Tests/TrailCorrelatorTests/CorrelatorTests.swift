@@ -279,3 +279,44 @@ struct CertificateLedgerTests {
                              spiffeID: nil, at: Scenario.t(2000)).state == .expired)
     }
 }
+
+@Suite("Correlator on hostile input")
+struct CorrelatorHostileTests {
+    @Test func extremeTimestampsDoNotTrap() {
+        var far = Scenario.inbound(0, from: "web", to: "orders", path: "/orders", serial: "1001")
+        far.start = Timestamp(nanoseconds: Int64.max - 5)
+        var early = Scenario.inbound(0, from: "orders", to: "payments", path: "/payments", serial: "1002")
+        early.start = Timestamp(nanoseconds: Int64.min + 5)
+        early.durationNanos = Int64.max
+        let chain = Scenario.correlate([far, early])
+        #expect(chain.hops.count == 2)
+    }
+
+    @Test func conflictingFingerprintSerialsResolveTheSameInAnyOrder() {
+        let fp = String(repeating: "cd", count: 32)
+        let a = IdentityEvent(kind: .issued, spiffeID: Scenario.id("web"), serial: "a1", fingerprintSHA256: fp,
+                              time: Scenario.t(0), format: "pem")
+        let b = IdentityEvent(kind: .issued, spiffeID: Scenario.id("web"), serial: "0b", fingerprintSHA256: fp,
+                              time: Scenario.t(0), format: "pem")
+        #expect(CertificateLedger(events: [a, b]).serial(forFingerprint: fp) == CertificateLedger(events: [b, a]).serial(forFingerprint: fp))
+    }
+
+    @Test func differentPrincipalsAtTheSameInstantAreOrderedByContent() {
+        let alice = Scenario.gateway(0, principal: Principal(name: "alice", type: .jwt), ip: "203.0.113.9", to: "web", path: "/a")
+        let bob = Scenario.gateway(0, principal: Principal(name: "bob", type: .jwt), ip: "203.0.113.9", to: "web", path: "/a")
+        #expect(Scenario.correlate([alice, bob]) == Scenario.correlate([bob, alice]).renumbered(like: Scenario.correlate([alice, bob])))
+    }
+}
+
+extension Chain {
+    /// The same chain with observation and raw ids taken from another (ids depend on input positions).
+    func renumbered(like other: Chain) -> Chain {
+        var c = self
+        for i in c.hops.indices where i < other.hops.count {
+            c.hops[i].observationIDs = other.hops[i].observationIDs
+            c.hops[i].rawRecordIDs = other.hops[i].rawRecordIDs
+        }
+        for i in c.findings.indices where i < other.findings.count { c.findings[i].rawRecordIDs = other.findings[i].rawRecordIDs }
+        return c
+    }
+}

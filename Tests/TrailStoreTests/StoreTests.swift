@@ -212,3 +212,36 @@ struct NamedQueryTests {
         #expect(TimeArgument.parse("soon", now: now) == nil)
     }
 }
+
+@Suite("Store order independence with learned identities")
+struct LearnedIdentityOrderTests {
+    /// A service seen with two identities is ambiguous whatever order they arrive in.
+    @Test func ambiguousServiceGivesTheSameChainInAnyOrder() throws {
+        func pair(_ trace: String, _ spiffe: String, line: Int) -> ParseResult {
+            let o = Observation(kind: .inbound, format: "envoy-json", traceID: trace, start: StoreFixture.t(0),
+                                method: "GET", path: "/x", caller: Endpoint(spiffeID: StoreFixture.web),
+                                callee: Endpoint(spiffeID: spiffe, service: "orders"))
+            return .record(ParsedRecord(format: .envoyJSON, location: RecordLocation(line: line), raw: Array("\(trace)\(spiffe)".utf8), observations: [o]))
+        }
+        let clientOnly: ParseResult = {
+            let o = Observation(kind: .clientSpan, format: "otlp-json", traceID: "000000000000000000000000000000cc",
+                                spanID: "00000000000000c1", start: StoreFixture.t(10), method: "GET", path: "/y",
+                                caller: Endpoint(service: "web"), callee: Endpoint(service: "orders"))
+            return .record(ParsedRecord(format: .otlpJSON, location: RecordLocation(line: 1), raw: Array("client".utf8), observations: [o]))
+        }()
+        let a = pair("000000000000000000000000000000aa", "spiffe://shop.example/ns/shop/sa/orders", line: 1)
+        let b = pair("000000000000000000000000000000bb", "spiffe://shop.example/ns/shop/sa/orders-v2", line: 2)
+        func callee(_ order: [ParseResult]) throws -> String? {
+            let store = try TrailStore(path: ":memory:")
+            for r in order {
+                let (_, d) = try store.ingest([r], source: "x")
+                try store.correlate(d)
+            }
+            return try store.chain(traceID: "000000000000000000000000000000cc")?.hops.first?.callee
+        }
+        let reference = try callee([a, b, clientOnly])
+        #expect(reference == "orders")
+        #expect(try callee([a, clientOnly, b]) == reference)
+        #expect(try callee([clientOnly, b, a]) == reference)
+    }
+}
