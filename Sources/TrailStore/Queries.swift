@@ -200,7 +200,9 @@ extension TrailStore {
                 let serviceArgs: [(any DatabaseValueConvertible)?] = [name, name + ".", name + "/", name + ":", name + ";"]
                 alternatives = [
                     ("h.callee IN (\(marks))", ids),
-                    ("\(service) AND h.callee NOT IN (\(marks))", serviceArgs + ids),
+                    ("h.callee_service = ? AND h.callee NOT IN (\(marks))", [name] + ids),
+                    ("h.callee_service > ? AND h.callee_service < ? AND h.callee NOT IN (\(marks))", [name + ".", name + "/"] + ids),
+                    ("h.callee_service > ? AND h.callee_service < ? AND h.callee NOT IN (\(marks))", [name + ":", name + ";"] + ids),
                 ]
                 conditions.append("((h.callee IN (\(marks))) OR (\(service) AND h.callee NOT IN (\(marks))))")
                 args += ids + serviceArgs + ids
@@ -277,7 +279,7 @@ extension TrailStore {
                 var traceArgs = args
                 traceArgs.insert(key, at: 0)
                 let traces = try String.fetchAll(db, sql: """
-                    SELECT h.trace_id FROM hop h WHERE h.access_key = ? AND \(whereClause)
+                    SELECT h.trace_id FROM hop h INDEXED BY hop_access WHERE h.access_key = ? AND \(whereClause)
                      ORDER BY h.start DESC, h.trace_id DESC LIMIT \(Self.whoAccessedTraceLimit)
                     """, arguments: StatementArguments(traceArgs))
                 var seen = Set<String>()

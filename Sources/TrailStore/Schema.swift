@@ -116,7 +116,7 @@ enum Schema {
                 ) WITHOUT ROWID;
                 -- Covering indexes for who-accessed: resource, time, then who and from where.
                 CREATE INDEX hop_callee ON hop(callee, start, access_key, origin_client_ip);
-                CREATE INDEX hop_callee_service ON hop(callee_service, start, access_key, origin_client_ip);
+                CREATE INDEX hop_callee_service ON hop(callee_service, start, callee, access_key, origin_client_ip);
                 CREATE INDEX hop_path ON hop(path, start, method, access_key, origin_client_ip);
                 CREATE INDEX hop_access ON hop(access_key, start);
                 CREATE INDEX hop_caller ON hop(caller);
