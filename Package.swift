@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
     ],
     targets: [
         // MARK: System libraries
@@ -53,11 +56,35 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: HTTP server (TLS, mTLS, HTTP/1.1 and HTTP/2) shared by the ingest service
+        .target(
+            name: "TrailServer",
+            dependencies: [
+                "TrailCore", "TrailCompression",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Live ingestion (`trail serve`)
+        .target(
+            name: "TrailIngest",
+            dependencies: ["TrailCore", "TrailFormats", "TrailStore", "TrailServer", "TrailCompression"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Command line
         .executableTarget(
             name: "TrailCLI",
             dependencies: [
-                "TrailCore", "TrailFormats", "TrailCorrelator", "TrailStore", "TrailCompression",
+                "TrailCore", "TrailFormats", "TrailCorrelator", "TrailStore", "TrailCompression", "TrailServer",
+                "TrailIngest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
@@ -74,5 +101,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TrailCLITests", dependencies: ["TrailCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TrailServerTests",
+            dependencies: [
+                "TrailServer", "TrailCore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TrailIngestTests",
+            dependencies: ["TrailIngest", "TrailServer", "TrailStore", "TrailFormats", "TrailCore"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
