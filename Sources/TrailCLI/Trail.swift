@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct Trail: ParsableCommand {
+struct Trail: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trail",
         abstract: "Who accessed what, from where, through which chain of services, with which identity at each hop.",
@@ -15,7 +15,7 @@ struct Trail: ParsableCommand {
         subcommands: [
             Ingest.self, CorrelateCommand.self, ChainCommand.self, WhoAccessedCommand.self, ActivityCommand.self,
             FindingsCommand.self, IdentitiesCommand.self, QueryCommand.self, EvidenceCommand.self,
-            RejectsCommand.self, Demo.self, Bench.self,
+            RejectsCommand.self, Serve.self, Demo.self, Bench.self,
         ]
     )
 }

@@ -145,6 +145,35 @@ extension TrailStore {
         try writer.write { db in try Self.ingest(results, source: source, now: now, db: db) }
     }
 
+    /// Stores several submissions, each with its own source, in one transaction: durable together when this
+    /// returns. Returns each submission's counts and the union of what changed.
+    public func ingestBatch(
+        _ submissions: [(results: [ParseResult], source: String)], now: Timestamp = .now
+    ) throws -> ([IngestCounts], DirtySet) {
+        try writer.write { db in
+            var all: [IngestCounts] = []
+            var dirty = DirtySet()
+            for s in submissions {
+                let (counts, d) = try Self.ingest(s.results, source: s.source, now: now, db: db)
+                all.append(counts)
+                dirty.formUnion(d)
+            }
+            return (all, dirty)
+        }
+    }
+
+    /// Bytes the store takes on disk (database plus write-ahead log).
+    public func sizeOnDisk() -> Int64 {
+        guard path != ":memory:" else { return 0 }
+        var total: Int64 = 0
+        for suffix in ["", "-wal"] {
+            if let size = (try? FileManager.default.attributesOfItem(atPath: path + suffix))?[.size] as? NSNumber {
+                total += size.int64Value
+            }
+        }
+        return total
+    }
+
     static func digest(_ bytes: [UInt8]) -> (Int64, String) {
         let hash = Array(SHA256.hash(data: bytes))
         var prefix: UInt64 = 0

@@ -1,0 +1,168 @@
+import Foundation
+import TrailCore
+import TrailStore
+
+/// The single writer between senders and the store.
+///
+/// Requests submit parsed records and wait; a dedicated thread takes whatever is queued (up to a batch limit),
+/// stores it in one transaction, answers every waiting sender once the transaction has committed (records are
+/// then durable in the WAL), and correlates the traces the batch touched before taking the next batch. The
+/// queue is bounded in records: a submission that would overflow it is refused at once with a Retry-After
+/// hint, so a burst or a slow disk turns into 429s, never into unbounded memory.
+public final class IngestPipeline: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// Most records waiting at once (all submissions together). Default 100,000 (about 100 MB of records).
+        public var maxQueuedRecords = 100_000
+        /// Most records stored in one transaction.
+        public var maxBatchRecords = 20_000
+
+        public init() {}
+    }
+
+    /// The outcome of one submission.
+    public enum Outcome: Sendable {
+        /// Stored durably.
+        case stored(IngestCounts)
+        /// The queue is full: retry after this many seconds.
+        case overloaded(retryAfterSeconds: Int)
+        /// The store failed (disk full, I/O error): nothing of this submission is stored; retry later.
+        case failed(String)
+    }
+
+    public let store: TrailStore
+    public let configuration: Configuration
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var queuedRecords = 0
+    private var stopping = false
+    private var thread: Thread?
+    /// Called after each batch with its counts and the time it took (for metrics).
+    private let onBatch: @Sendable (_ submissions: [(source: String, counts: IngestCounts)], _ seconds: Double) -> Void
+
+    private final class Pending: @unchecked Sendable {
+        let results: [ParseResult]
+        let source: String
+        let records: Int
+        var continuation: CheckedContinuation<Outcome, Never>?
+        init(results: [ParseResult], source: String, continuation: CheckedContinuation<Outcome, Never>) {
+            self.results = results
+            self.source = source
+            self.records = max(1, results.count)
+            self.continuation = continuation
+        }
+    }
+
+    public init(
+        store: TrailStore, configuration: Configuration = .init(),
+        onBatch: @escaping @Sendable ([(source: String, counts: IngestCounts)], Double) -> Void = { _, _ in }
+    ) {
+        self.store = store
+        self.configuration = configuration
+        self.onBatch = onBatch
+    }
+
+    /// Records waiting to be stored.
+    public var queueDepth: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queuedRecords
+    }
+
+    public var isRunning: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return thread != nil && !stopping
+    }
+
+    public func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard thread == nil else { return }
+        let t = Thread { [weak self] in self?.run() }
+        t.name = "trail-store-writer"
+        thread = t
+        t.start()
+    }
+
+    /// Stops taking submissions; what is queued is still stored. Waits for the writer to finish.
+    public func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+        while true {
+            condition.lock()
+            let done = thread == nil
+            condition.unlock()
+            if done { return }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+    }
+
+    /// Queues parse results for storage and waits until they are durable (or refused).
+    public func submit(_ results: [ParseResult], source: String) async -> Outcome {
+        await withCheckedContinuation { continuation in
+            condition.lock()
+            defer { condition.unlock() }
+            let pending = Pending(results: results, source: source, continuation: continuation)
+            if stopping || thread == nil {
+                pending.continuation = nil
+                continuation.resume(returning: .overloaded(retryAfterSeconds: 5))
+                return
+            }
+            if queuedRecords + pending.records > configuration.maxQueuedRecords && queuedRecords > 0 {
+                pending.continuation = nil
+                continuation.resume(returning: .overloaded(retryAfterSeconds: 1))
+                return
+            }
+            queue.append(pending)
+            queuedRecords += pending.records
+            condition.signal()
+        }
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if queue.isEmpty && stopping {
+                thread = nil
+                condition.unlock()
+                return
+            }
+            var batch: [Pending] = []
+            var records = 0
+            while let next = queue.first, batch.isEmpty || records + next.records <= configuration.maxBatchRecords {
+                batch.append(queue.removeFirst())
+                records += next.records
+            }
+            condition.unlock()
+
+            let started = Date()
+            do {
+                let (counts, dirty) = try store.ingestBatch(batch.map { ($0.results, $0.source) })
+                // Durable: answer the senders before correlating.
+                finish(batch, records: records) { i in .stored(counts[i]) }
+                onBatch(zip(batch, counts).map { ($0.source, $1) }, Date().timeIntervalSince(started))
+                do {
+                    try store.correlate(dirty)
+                } catch {
+                    // Records are stored; `trail correlate` rebuilds what this pass could not.
+                    FileHandle.standardError.write(Data("trail serve: correlation failed: \(error)\n".utf8))
+                }
+            } catch {
+                finish(batch, records: records) { _ in .failed("the store could not write: \(error)") }
+            }
+        }
+    }
+
+    private func finish(_ batch: [Pending], records: Int, _ outcome: (Int) -> Outcome) {
+        condition.lock()
+        queuedRecords -= records
+        condition.unlock()
+        for (i, p) in batch.enumerated() {
+            p.continuation?.resume(returning: outcome(i))
+            p.continuation = nil
+        }
+    }
+}
