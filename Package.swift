@@ -86,6 +86,10 @@ let package = Package(
                 "TrailCore", "TrailFormats", "TrailCorrelator", "TrailStore", "TrailCompression", "TrailServer",
                 "TrailIngest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings

@@ -107,7 +107,7 @@ enum SignalWaiter {
     static func waitForTermination() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let once = OnceFlag()
-            var sources: [DispatchSourceSignal] = []
+            var sources: [any DispatchSourceSignal] = []
             for sig in [SIGINT, SIGTERM] {
                 signal(sig, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
@@ -124,8 +124,8 @@ enum SignalWaiter {
 
 /// Keeps signal sources alive for the life of the process.
 enum SignalSources {
-    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
-    static func keep(_ s: [DispatchSourceSignal]) { sources += s }
+    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
+    static func keep(_ s: [any DispatchSourceSignal]) { sources += s }
 }
 
 final class OnceFlag: @unchecked Sendable {

@@ -15,7 +15,7 @@ struct Trail: AsyncParsableCommand {
         subcommands: [
             Ingest.self, CorrelateCommand.self, ChainCommand.self, WhoAccessedCommand.self, ActivityCommand.self,
             FindingsCommand.self, IdentitiesCommand.self, QueryCommand.self, EvidenceCommand.self,
-            RejectsCommand.self, Serve.self, Demo.self, Bench.self,
+            RejectsCommand.self, Serve.self, Demo.self, Bench.self, BenchServe.self,
         ]
     )
 }
