@@ -263,7 +263,7 @@ public struct IngestMetrics: Sendable {
         requests = registry.counter(
             "trail_ingest_requests_total", help: "HTTP requests answered, by endpoint and status code.",
             labelNames: ["endpoint", "status"])
-        queueDepth = registry.gauge("trail_ingest_queue_depth", help: "Batches waiting to be written to the store.")
+        queueDepth = registry.gauge("trail_ingest_queue_depth", help: "Records waiting to be written to the store.")
         storeSizeBytes = registry.gauge("trail_store_size_bytes", help: "Size of the store's files in bytes.")
         insecure = registry.gauge(
             "trail_ingest_insecure", help: "1 when the ingest service runs without TLS client authentication, else 0.")
@@ -291,4 +291,25 @@ public struct IngestMetrics: Sendable {
     }
 
     public func setInsecure(_ flag: Bool) { insecure.set(flag ? 1 : 0) }
+}
+
+extension IngestMetrics {
+    /// Metrics for a service, with the insecure gauge set once at start.
+    public init(insecure: Bool) {
+        self.init()
+        setInsecure(insecure)
+    }
+
+    func countRequest(endpoint: String, status: Int) { request(endpoint: endpoint, status: status) }
+
+    func countRecords(source: String, format: String, received r: Int, stored s: Int, rejected j: Int) {
+        received(source: source, format: format, count: r)
+        stored(source: source, format: format, count: s)
+        rejected(source: source, format: format, count: j)
+    }
+
+    func setQueueDepth(_ records: Int) { queueDepth.set(Double(records)) }
+    func setStoreSize(_ bytes: Int64) { storeSizeBytes.set(Double(bytes)) }
+    public func observeBatch(seconds: Double) { batchSeconds.observe(seconds) }
+    func render() -> String { registry.exposition() }
 }

@@ -137,7 +137,7 @@ struct MetricsTests {
             # HELP trail_ingest_insecure 1 when the ingest service runs without TLS client authentication, else 0.
             # TYPE trail_ingest_insecure gauge
             trail_ingest_insecure 1
-            # HELP trail_ingest_queue_depth Batches waiting to be written to the store.
+            # HELP trail_ingest_queue_depth Records waiting to be written to the store.
             # TYPE trail_ingest_queue_depth gauge
             trail_ingest_queue_depth 2
             # HELP trail_ingest_records_received_total Records received, by source and input format.
