@@ -4,6 +4,10 @@ public enum InputFormat: String, Sendable, Hashable, Codable, CaseIterable {
     case otlpProto = "otlp-proto"
     /// OTLP ExportTraceServiceRequest, OTLP/JSON (one request per document or per line).
     case otlpJSON = "otlp-json"
+    /// OTLP ExportLogsServiceRequest, protobuf binary (access-log records become observations).
+    case otlpLogsProto = "otlp-logs-proto"
+    /// OTLP ExportLogsServiceRequest, OTLP/JSON.
+    case otlpLogsJSON = "otlp-logs-json"
     /// Kong http-log / file-log / tcp-log records (object, array or NDJSON).
     case kong
     /// Envoy / Istio JSON access log lines.

@@ -83,6 +83,7 @@ public enum FormatRegistry {
             // Not even the first record parses: decide from key names in the text.
             let head = String(decoding: input.prefix(4096), as: UTF8.self)
             if head.contains("\"resourceSpans\"") { return .otlpJSON }
+            if head.contains("\"resourceLogs\"") { return .otlpLogsJSON }
             if head.contains("\"started_at\"") || head.contains("\"client_ip\"") { return .kong }
             if head.contains("\"start_time\"") || head.contains("\"response_code\"") { return .envoyJSON }
             if head.contains("\"msg\"") { return .spire }
@@ -96,6 +97,7 @@ public enum FormatRegistry {
     public static func classify(_ value: JSONValue) -> InputFormat? {
         guard value.object != nil else { return nil }
         if value["resourceSpans"] != nil || value["resource_spans"] != nil { return .otlpJSON }
+        if value["resourceLogs"] != nil || value["resource_logs"] != nil { return .otlpLogsJSON }
         if let e = value["event"]?.string, IdentityEventKind(rawValue: e) != nil { return .identityNDJSON }
         if value["msg"] != nil && (value["time"] != nil || value["level"] != nil) { return .spire }
         if value["request"]?.object != nil
@@ -115,9 +117,9 @@ public enum FormatRegistry {
     /// True when records of this format are independent lines, so a large input can be split at newlines.
     public static func isLineOriented(_ format: InputFormat, _ input: [UInt8]) -> Bool {
         switch format {
-        case .otlpProto, .pem, .crl: return false
+        case .otlpProto, .otlpLogsProto, .pem, .crl: return false
         case .envoyText, .spire: return true
-        case .kong, .envoyJSON, .identityNDJSON, .otlpJSON:
+        case .kong, .envoyJSON, .identityNDJSON, .otlpJSON, .otlpLogsJSON:
             // A top-level array or a pretty-printed object must be read whole.
             var i = 0
             while i < input.count, [0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains(input[i]) { i += 1 }
@@ -135,6 +137,8 @@ public enum FormatRegistry {
         switch format {
         case .otlpProto: return OTLPProtobufParser().parse(input)
         case .otlpJSON: return OTLPJSONParser().parse(input)
+        case .otlpLogsProto: return OTLPLogsProtobufParser().parse(input)
+        case .otlpLogsJSON: return OTLPLogsJSONParser().parse(input)
         case .kong: return KongLogParser().parse(input)
         case .envoyJSON: return EnvoyJSONLogParser().parse(input)
         case .envoyText:

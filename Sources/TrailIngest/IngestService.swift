@@ -87,7 +87,7 @@ public final class IngestService: ServerRequestHandler, @unchecked Sendable {
         case (.logs, false): results = OTLPLogsProtobufParser().parse(request.body)
         case (.logs, true): results = OTLPLogsJSONParser().parse(request.body)
         }
-        let format: InputFormat = json ? .otlpJSON : .otlpProto
+        let format: InputFormat = signal == .logs ? (json ? .otlpLogsJSON : .otlpLogsProto) : (json ? .otlpJSON : .otlpProto)
         let source = "serve:" + request.sender.label
         // A body that does not decode at all is a permanent error: 400 with a google.rpc.Status.
         if !results.contains(where: { $0.record != nil }), let first = results.first?.rejection {

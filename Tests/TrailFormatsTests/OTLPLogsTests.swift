@@ -164,14 +164,14 @@ struct OTLPLogsTests {
         let record = try onlyRecord(OTLPLogsProtobufParser().parse(input))
         #expect(record.raw == input)
         #expect(record.location == RecordLocation(line: 1))
-        try checkSDKObservations(record, format: .otlpProto)
+        try checkSDKObservations(record, format: .otlpLogsProto)
     }
 
     @Test func sdkJSONFixture() throws {
         let input = try logsFixture("sdk-logs.json")
         let record = try onlyRecord(OTLPLogsJSONParser().parse(input))
         #expect(record.location == RecordLocation(line: 1))
-        try checkSDKObservations(record, format: .otlpJSON)
+        try checkSDKObservations(record, format: .otlpLogsJSON)
     }
 
     @Test func protobufAndJSONAgree() throws {
@@ -179,7 +179,7 @@ struct OTLPLogsTests {
         let json = try onlyRecord(OTLPLogsJSONParser().parse(try logsFixture("sdk-logs.json")))
         let normalized = json.observations.map { o -> Observation in
             var o = o
-            o.format = InputFormat.otlpProto.rawValue
+            o.format = InputFormat.otlpLogsProto.rawValue
             return o
         }
         #expect(proto.observations == normalized)
@@ -214,7 +214,7 @@ struct OTLPLogsTests {
         let o = try #require(record.observations.first)
         #expect(record.observations.count == 1)
         #expect(o.kind == .gateway)
-        #expect(o.format == "otlp-proto")
+        #expect(o.format == "otlp-logs-proto")
         #expect(o.traceID == "0102030405060708090a0b0c0d0e0f10")
         #expect(o.spanID == "a1a2a3a4a5a6a7a8")
         #expect(o.start == Timestamp(nanoseconds: Int64(t0)))
@@ -261,7 +261,7 @@ struct OTLPLogsTests {
         #expect(record.partialRejections.isEmpty)
         let o = try #require(record.observations.first)
         #expect(o.kind == .gateway)
-        #expect(o.format == "otlp-proto")
+        #expect(o.format == "otlp-logs-proto")
         #expect(o.start == Timestamp(milliseconds: 1_777_888_800_123))
         #expect(o.method == "PUT")
         #expect(o.path == "/a/b")
@@ -378,13 +378,13 @@ struct OTLPLogsTests {
         let results = OTLPLogsProtobufParser().parse(truncated)
         #expect(results.count == 1)
         let rejection = try #require(results.first?.rejection)
-        #expect(rejection.format == .otlpProto)
+        #expect(rejection.format == .otlpLogsProto)
         #expect(rejection.raw == truncated)
         #expect(rejection.reason.hasPrefix("invalid protobuf at byte "))
 
         let json = OTLPLogsProtobufParser().parse(Array(#"{"resourceLogs":[]}"#.utf8))
         let jsonRejection = try #require(json.first?.rejection)
-        #expect(jsonRejection.reason.hasSuffix("(the body looks like JSON: use the otlp-json format)"))
+        #expect(jsonRejection.reason.hasSuffix("(the body looks like JSON: use the otlp-logs-json format, or Content-Type: application/json)"))
 
         // A group wire type inside a log record.
         var bad = LogPB()
@@ -407,12 +407,12 @@ struct OTLPLogsTests {
         guard results.count == 4 else { return }
 
         let first = try #require(results[0].record)
-        #expect(first.format == .otlpJSON)
+        #expect(first.format == .otlpLogsJSON)
         #expect(first.location == RecordLocation(line: 1))
         #expect(first.observations.count == 1)
         let o = try #require(first.observations.first)
         #expect(o.kind == .inbound)
-        #expect(o.format == "otlp-json")
+        #expect(o.format == "otlp-logs-json")
         #expect(o.traceID == "0102030405060708090a0b0c0d0e0f10")
         #expect(o.spanID == "a1a2a3a4a5a6a7a8")
         #expect(o.status == 404)
@@ -432,7 +432,7 @@ struct OTLPLogsTests {
         #expect(second.observations.first?.start == Timestamp(nanoseconds: 1_777_888_800_000_000_001))
 
         let third = try #require(results[2].rejection)
-        #expect(third.format == .otlpJSON)
+        #expect(third.format == .otlpLogsJSON)
         #expect(third.location.line == 3)
         let fourth = try #require(results[3].rejection)
         #expect(fourth.reason == "expected a JSON object (an OTLP ExportLogsServiceRequest)")

@@ -20,12 +20,12 @@ public struct OTLPLogsProtobufParser: Sendable {
             if let first = input.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }),
                 first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
             {
-                reason += " (the body looks like JSON: use the otlp-json format)"
+                reason += " (the body looks like JSON: use the otlp-logs-json format, or Content-Type: application/json)"
             }
-            return [.rejected(Rejection(format: .otlpProto, location: location, raw: input, reason: reason))]
+            return [.rejected(Rejection(format: .otlpLogsProto, location: location, raw: input, reason: reason))]
         }
         let record = OTLPLogMapper.record(
-            for: request, format: .otlpProto, location: location, raw: input,
+            for: request, format: .otlpLogsProto, location: location, raw: input,
             logRaw: { i, j, k in
                 let range = request.resourceLogs[i].scopeLogs[j].logRecords[k].rawRange
                 return Array(input[range])
@@ -49,18 +49,18 @@ public struct OTLPLogsJSONParser: Sendable {
             switch document.value {
             case .failure(let error):
                 out.append(.rejected(Rejection(
-                    format: .otlpJSON, location: location, raw: document.raw, reason: error.description)))
+                    format: .otlpLogsJSON, location: location, raw: document.raw, reason: error.description)))
             case .success(let value):
                 do throws(OTLPJSONError) {
                     var decoder = OTLPLogsJSONDecoder()
                     let request = try decoder.decodeRequest(value)
                     let logValues = decoder.logValues
                     out.append(.record(OTLPLogMapper.record(
-                        for: request, format: .otlpJSON, location: location, raw: document.raw,
+                        for: request, format: .otlpLogsJSON, location: location, raw: document.raw,
                         logRaw: { i, j, k in OTLPJSONEncoder.encode(logValues[i][j][k]) })))
                 } catch {
                     out.append(.rejected(Rejection(
-                        format: .otlpJSON, location: location, raw: document.raw, reason: error.description)))
+                        format: .otlpLogsJSON, location: location, raw: document.raw, reason: error.description)))
                 }
             }
         }
