@@ -288,7 +288,7 @@ struct IngestHTTPServerTests {
     @Test func keepAliveReusesTheConnection() async throws {
         try await withFixture { f in
             let r = try await TrailServerTests.curl(
-                ["--http1.1", "--cacert", f.pki.caPath, "-H", "Authorization: Bearer \(goodToken)",
+                ["--http1.1", "--cacert", f.pki.caPath, "-H", "Authorization: Bearer \(goodToken)", "-o", "/dev/null",
                  "-w", "%{http_code} %{num_connects}\n",
                  f.url.absoluteString + "/one", f.url.absoluteString + "/two"],
                 in: f.pki.directory)

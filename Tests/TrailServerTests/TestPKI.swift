@@ -17,7 +17,8 @@ struct TestPKI {
     init(name: String = "Trail Test CA") throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("trail-server-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        caKey = P256.Signing.PrivateKey()
+        let caKey = P256.Signing.PrivateKey()
+        self.caKey = caKey
         let caName = try DistinguishedName { CommonName(name) }
         let now = Date()
         caCertificate = try Certificate(
@@ -33,7 +34,7 @@ struct TestPKI {
         try write(caPath, try caCertificate.serializeAsPEM().pemString)
         let (serverCert, serverKey) = try issue(
             commonName: "localhost",
-            sans: [.dNSName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))],
+            sans: [.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))],
             usage: .serverAuth)
         try write(serverCertPath, serverCert)
         try write(serverKeyPath, serverKey)
