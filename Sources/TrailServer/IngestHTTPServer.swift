@@ -14,6 +14,7 @@ public final class IngestHTTPServer: Sendable {
     private let handler: any ServerRequestHandler
     private let state = Mutex(RunState())
     private let registry: ConnectionRegistry
+    private let tasks = TaskCounter()
 
     private struct RunState {
         var group: MultiThreadedEventLoopGroup?
@@ -36,7 +37,7 @@ public final class IngestHTTPServer: Sendable {
         let settings = ConnectionSettings(
             authenticator: Authenticator(insecure: configuration.insecure, allowList: allowList, tokens: configuration.tokens),
             maxBodyBytes: configuration.maxBodyBytes, maxHeaderBytes: configuration.maxHeaderBytes,
-            handler: handler, mutualTLS: configuration.clientCAPath != nil)
+            handler: handler, mutualTLS: configuration.clientCAPath != nil, tasks: tasks)
         let idle = TimeAmount.nanoseconds(
             Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
                 + configuration.idleTimeout.components.attoseconds / 1_000_000_000)
@@ -129,6 +130,8 @@ public final class IngestHTTPServer: Sendable {
         }
         if let channel { try? await channel.close() }
         for connection in registry.openChannels() { try? await connection.close() }
+        // Let requests already handed to the application finish before the event loops stop (at most 10 s).
+        for _ in 0..<1000 where tasks.count > 0 { try? await Task.sleep(for: .milliseconds(10)) }
         if let group { try await group.shutdownGracefully() }
     }
 
@@ -172,6 +175,15 @@ struct ConnectionSettings: Sendable {
     var maxHeaderBytes: Int
     var handler: any ServerRequestHandler
     var mutualTLS: Bool
+    var tasks: TaskCounter
+}
+
+/// Counts application calls in progress, so shutdown can wait for them.
+final class TaskCounter: Sendable {
+    private let value = Mutex(0)
+    var count: Int { value.withLock { $0 } }
+    func begin() { value.withLock { $0 += 1 } }
+    func end() { value.withLock { $0 -= 1 } }
 }
 
 /// Per-connection state. Only touched on the connection's event loop (HTTP/2 stream channels share it).

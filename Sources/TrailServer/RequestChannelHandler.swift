@@ -179,8 +179,11 @@ final class RequestChannelHandler: ChannelInboundHandler, RemovableChannelHandle
         let raw = Array(body.readableBytesView)
         connection.inFlight += 1
         let promise = context.eventLoop.makePromise(of: ServerResponse.self)
-        promise.completeWithTask {
-            await Self.process(info: info, sender: sender, raw: raw, settings: settings)
+        settings.tasks.begin()
+        Task {
+            let response = await RequestChannelHandler.process(info: info, sender: sender, raw: raw, settings: settings)
+            promise.succeed(response)
+            settings.tasks.end()
         }
         promise.futureResult.assumeIsolated().whenComplete { [self] result in
             connection.inFlight -= 1

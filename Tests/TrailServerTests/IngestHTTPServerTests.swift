@@ -16,6 +16,10 @@ final class EchoHandler: ServerRequestHandler {
 
     func handle(_ request: ServerRequest) async -> ServerResponse {
         requests.withLock { $0.append(request) }
+        if request.path == "/sleep" {
+            try? await Task.sleep(for: .milliseconds(150))
+            return .text(200, "slept")
+        }
         if request.path == "/echo" {
             return ServerResponse(status: 200, headers: [("content-type", "application/octet-stream")], body: request.body)
         }
@@ -47,8 +51,8 @@ func curl(_ arguments: [String], in directory: URL) async throws -> CurlResult {
     let err = directory.appendingPathComponent("curl-\(id).err")
     let body = directory.appendingPathComponent("curl-\(id).body")
     let headers = directory.appendingPathComponent("curl-\(id).headers")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
-    FileManager.default.createFile(atPath: err.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
     process.arguments = ["-sS", "--max-time", "20", "-o", body.path, "-D", headers.path] + arguments
@@ -73,6 +77,47 @@ func curl(_ arguments: [String], in directory: URL) async throws -> CurlResult {
         stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "",
         body: (try? Array(Data(contentsOf: body))) ?? [],
         headers: (try? String(contentsOf: headers, encoding: .utf8)) ?? "")
+}
+
+/// Connects a plain TCP socket to 127.0.0.1:port.
+func connectSocket(port: Int) -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return -1 }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    if connected != 0 {
+        close(fd)
+        return -1
+    }
+    return fd
+}
+
+/// Sends bytes on a new connection and reads until the server closes it (or 5 s pass), off the cooperative pool.
+func rawExchange(port: Int, send text: String) async -> String {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async {
+            let fd = connectSocket(port: port)
+            guard fd >= 0 else { return continuation.resume(returning: "") }
+            defer { close(fd) }
+            let bytes = Array(text.utf8)
+            _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                received += buffer[0..<n]
+            }
+            continuation.resume(returning: String(decoding: received, as: UTF8.self))
+        }
+    }
 }
 
 let goodToken = "s3cret-token-0123456789abcdef"
@@ -312,22 +357,46 @@ struct IngestHTTPServerTests {
         }
     }
 
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        try await withFixture({ c, _ in
+            c = ServerConfiguration(host: "127.0.0.1", port: 0, insecure: true, eventLoopThreads: 2)
+        }) { f in
+            let reply = await rawExchange(
+                port: f.url.port!,
+                send: "GET /sleep HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            let slept = reply.range(of: "slept")
+            let fast = reply.range(of: "spiffe=-")
+            #expect(slept != nil && fast != nil, "\(reply)")
+            if let slept, let fast { #expect(slept.lowerBound < fast.lowerBound) }
+            #expect(reply.components(separatedBy: "HTTP/1.1 200 OK").count == 3)
+
+            let garbage = await rawExchange(port: f.url.port!, send: "NOT HTTP AT ALL\r\n\r\n")
+            #expect(garbage.hasPrefix("HTTP/1.1 400"), "\(garbage)")
+        }
+    }
+
+    @Test func idleConnectionsAreClosed() async throws {
+        try await withFixture({ c, _ in
+            c = ServerConfiguration(host: "127.0.0.1", port: 0, insecure: true, idleTimeout: .milliseconds(200), eventLoopThreads: 2)
+        }) { f in
+            let fd = connectSocket(port: f.url.port!)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            for _ in 0..<50 where f.server.openConnections < 1 { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(f.server.openConnections == 1)
+            for _ in 0..<100 where f.server.openConnections > 0 { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(f.server.openConnections == 0)
+        }
+    }
+
     @Test func connectionLimitPerSender() async throws {
         try await withFixture({ c, _ in
             c = ServerConfiguration(host: "127.0.0.1", port: 0, insecure: true, maxConnectionsPerSender: 1, eventLoopThreads: 2)
         }) { f in
             // Hold one connection open with a bare socket.
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = connectSocket(port: f.url.port!)
             #expect(fd >= 0)
             defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(f.url.port!).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            #expect(connected == 0)
             // Let the server register it.
             for _ in 0..<50 where f.server.openConnections < 1 { try await Task.sleep(for: .milliseconds(20)) }
             let r = try await f.curl("/x", [], tls: false)
