@@ -1,0 +1,2 @@
+// Placeholder so the package builds on the wip-serve branch; the TrailIngest work replaces it.
+enum _TrailIngestPlaceholder {}
