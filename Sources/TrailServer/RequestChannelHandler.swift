@@ -101,7 +101,12 @@ final class RequestChannelHandler: ChannelInboundHandler, RemovableChannelHandle
         {
         case .allowed(let identity): sender = identity
         case .denied(let response):
-            return refuse(context: context, info, response, closeConnection: expectsContinue)
+            // Liveness and readiness probes reveal nothing and must work for orchestrators without credentials.
+            let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+            guard head.method == .GET || head.method == .HEAD, path == "/healthz" || path == "/readyz" else {
+                return refuse(context: context, info, response, closeConnection: expectsContinue)
+            }
+            sender = SenderIdentity(address: connection.address)
         }
         guard ["identity", "gzip", "x-gzip", "zstd"].contains(info.contentEncoding) else {
             return refuse(

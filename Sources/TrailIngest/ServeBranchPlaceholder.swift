@@ -1,2 +1,0 @@
-// Placeholder so the package builds on the wip-serve branch; the TrailIngest work replaces it.
-enum _TrailIngestPlaceholder {}

@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+import TrailCore
+
+/// `trail serve` as a real process, fed by real clients: the OpenTelemetry Python SDK's OTLP/HTTP exporter
+/// and curl, over TLS with a bearer token or a SPIFFE client certificate (openssl-made).
+@Suite("trail serve with real clients", .serialized)
+struct ServeTests {
+    final class Server {
+        let process = Process()
+        let url: String
+        let dir: URL
+        let db: String
+        let token: String
+
+        init(extraArguments: [String] = []) throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("trail-serve-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let make = Process()
+            make.executableURL = URL(fileURLWithPath: "/bin/bash")
+            make.arguments = [CLI.root.appendingPathComponent("fixtures/serve/make-server-certs.sh").path, dir.path]
+            try make.run()
+            make.waitUntilExit()
+            let tokens = try String(contentsOf: dir.appendingPathComponent("tokens"), encoding: .utf8)
+            token = String(tokens.split(separator: ":")[1].trimmingCharacters(in: .whitespacesAndNewlines))
+            db = dir.appendingPathComponent("trail.db").path
+            process.executableURL = CLI.binary
+            process.arguments = [
+                "serve", "--db", db, "--listen", "127.0.0.1:0",
+                "--tls-cert", dir.appendingPathComponent("server.pem").path,
+                "--tls-key", dir.appendingPathComponent("server.key").path,
+                "--client-ca", dir.appendingPathComponent("ca.pem").path, "--allow", "spiffe://shop.example",
+                "--token-file", dir.appendingPathComponent("tokens").path,
+            ] + extraArguments
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // The first line is `listening on URL`.
+            var line = [UInt8]()
+            let handle = out.fileHandleForReading
+            while true {
+                let byte = handle.readData(ofLength: 1)
+                guard let b = byte.first else { break }
+                if b == 0x0A { break }
+                line.append(b)
+            }
+            let text = String(decoding: line, as: UTF8.self)
+            guard text.hasPrefix("listening on ") else {
+                process.terminate()
+                throw CLIError("serve did not start: '\(text)'")
+            }
+            url = String(text.dropFirst("listening on ".count))
+        }
+
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+        func stop() {
+            process.terminate()
+            process.waitUntilExit()
+        }
+
+        /// Runs curl against the server and returns (HTTP status, body).
+        func curl(_ arguments: [String], auth: Bool = true) throws -> (Int, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            p.arguments = ["-sS", "--cacert", path("ca.pem"), "-o", "-", "-w", "\n%{http_code}"]
+                + (auth ? ["-H", "Authorization: Bearer \(token)"] : []) + arguments
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            let text = String(decoding: data, as: UTF8.self)
+            let status = Int(text.split(separator: "\n").last ?? "") ?? 0
+            return (status, String(text.split(separator: "\n").dropLast().joined(separator: "\n")))
+        }
+    }
+
+    struct CLIError: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
+    }
+
+    static func fixture(_ path: String) -> String { CLI.root.appendingPathComponent("fixtures/\(path)").path }
+
+    @Test func otelSDKAndCurlFeedTheStoreAndTheCLIAnswers() throws {
+        let server = try Server()
+        defer { server.stop() }
+        // The OpenTelemetry Python SDK's own exporter, over TLS with a bearer token, gzip-compressed.
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", Self.fixture("serve/send_otlp.py"), server.url + "/v1/traces", server.path("ca.pem"), server.token, "gzip"]
+        let out = Pipe()
+        python.standardOutput = out
+        try python.run()
+        let traceID = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        python.waitUntilExit()
+        #expect(python.terminationStatus == 0, "the SDK exporter reported a failure")
+        #expect(traceID.count == 32)
+
+        // curl with Kong records, Envoy lines (with a SPIFFE client certificate), a certificate bundle and a CRL.
+        let kong = try server.curl(["--data-binary", "@" + Self.fixture("scenarios/shop/kong.ndjson"), server.url + "/v1/access-logs"])
+        #expect(kong.0 == 200, "\(kong.1)")
+        #expect(kong.1.contains("\"rejected\":1"))
+        let envoy = try server.curl([
+            "--cert", server.path("client.pem"), "--key", server.path("client.key"),
+            "--data-binary", "@" + Self.fixture("scenarios/shop/istio-proxy.ndjson"), server.url + "/v1/access-logs",
+        ], auth: false)
+        #expect(envoy.0 == 200, "\(envoy.1)")
+        let pem = try server.curl(["--data-binary", "@" + Self.fixture("identity/svids.pem"), server.url + "/v1/identity-events"])
+        #expect(pem.0 == 200)
+        let crl = try server.curl(["--data-binary", "@" + Self.fixture("identity/crl.der"), server.url + "/v1/identity-events"])
+        #expect(crl.0 == 200)
+
+        // Strangers are refused.
+        #expect(try server.curl(["--data-binary", "{}", server.url + "/v1/access-logs"], auth: false).0 == 401)
+        #expect(try server.curl(["-H", "Authorization: Bearer nope", "--data-binary", "{}", server.url + "/v1/access-logs"], auth: false).0 == 401)
+        // Bad bodies get their status; the good data around them stays.
+        #expect(try server.curl(["-H", "Content-Type: application/x-protobuf", "--data-binary", "@" + Self.fixture("otlp/bad_truncated.binpb"), server.url + "/v1/traces"]).0 == 400)
+        #expect(try server.curl(["-H", "Content-Type: text/plain", "--data-binary", "x", server.url + "/v1/traces"]).0 == 415)
+        // Probes need no credentials; everything else does.
+        #expect(try server.curl([server.url + "/healthz"], auth: false).0 == 200)
+        #expect(try server.curl([server.url + "/metrics"], auth: false).0 == 401)
+        let metrics = try server.curl([server.url + "/metrics"])
+        #expect(metrics.0 == 200)
+        #expect(metrics.1.contains("trail_ingest_requests_total"))
+        server.stop()
+
+        // The CLI answers from the same store.
+        let chain = try CLI.run(["chain", traceID, "--db", server.db, "--format", "json"])
+        #expect(chain.status == 0, "\(chain.stderr)")
+        #expect(chain.json?["origin"]?["principal"]?.string == "carol")
+        #expect(chain.json?["hops"]?.array?.count == 2)
+        let revoked = try CLI.run(["findings", "--kind", "revoked-certificate", "--db", server.db, "--format", "json"])
+        #expect(revoked.json?.array?.count == 1)
+        let source = try CLI.run(["query", "chain_hops", "--param", "trace_id=\(traceID)", "--db", server.db, "--format", "json"])
+        #expect(source.status == 0)
+    }
+}
