@@ -15,6 +15,11 @@ public final class IngestPipeline: @unchecked Sendable {
         public var maxQueuedRecords = 100_000
         /// Most records stored in one transaction.
         public var maxBatchRecords = 20_000
+        /// Under sustained load, the cross-chain findings (edge-bypass) are recomputed at least this often.
+        public var crossChainInterval = 10.0
+        /// Most traces correlated in one transaction. One such slice runs between any two stored batches, so
+        /// correlation keeps pace with storage and senders never wait behind a long correlation pass.
+        public var correlationChunk = 500
 
         public init() {}
     }
@@ -66,6 +71,13 @@ public final class IngestPipeline: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return queuedRecords
+    }
+
+    /// Traces stored but not yet correlated.
+    public var uncorrelatedTraces: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return uncorrelatedCount
     }
 
     public var isRunning: Bool {
@@ -121,9 +133,28 @@ public final class IngestPipeline: @unchecked Sendable {
         }
     }
 
+    /// Traces stored but not yet correlated, and when correlation last ran.
+    private var uncorrelated = DirtySet()
+    private var correlatedSinceLastBatch = false
+    private var lastCrossChain = Date()
+    private var pendingCrossChain = false
+    private var uncorrelatedCount = 0
+
     private func run() {
         while true {
             condition.lock()
+            // Alternate: one slice of correlation, one batch of storage.
+            if !uncorrelated.isEmpty && !correlatedSinceLastBatch {
+                correlatedSinceLastBatch = !queue.isEmpty
+                condition.unlock()
+                correlatePending()
+                continue
+            }
+            if (!uncorrelated.isEmpty || pendingCrossChain) && queue.isEmpty {
+                condition.unlock()
+                correlatePending()
+                continue
+            }
             while queue.isEmpty && !stopping { condition.wait() }
             if queue.isEmpty && stopping {
                 thread = nil
@@ -141,18 +172,59 @@ public final class IngestPipeline: @unchecked Sendable {
             let started = Date()
             do {
                 let (counts, dirty) = try store.ingestBatch(batch.map { ($0.results, $0.source) })
-                // Durable: answer the senders before correlating.
+                // Durable: answer the senders; correlation follows.
                 finish(batch, records: records) { i in .stored(counts[i]) }
                 onBatch(zip(batch, counts).map { ($0.source, $1) }, Date().timeIntervalSince(started))
-                do {
-                    try store.correlate(dirty)
-                } catch {
-                    // Records are stored; `trail correlate` rebuilds what this pass could not.
-                    FileHandle.standardError.write(Data("trail serve: correlation failed: \(error)\n".utf8))
-                }
+                uncorrelated.formUnion(dirty)
+                condition.lock()
+                uncorrelatedCount = uncorrelated.traceIDs.count
+                correlatedSinceLastBatch = false
+                condition.unlock()
             } catch {
                 finish(batch, records: records) { _ in .failed("the store could not write: \(error)") }
             }
+        }
+    }
+
+    /// Correlates a slice of the pending traces (at most `correlationChunk` per transaction, so that a batch
+    /// of senders never waits long for the store); the cross-chain pass runs when nothing is left.
+    private func correlatePending() {
+        var slice = DirtySet()
+        if uncorrelated.traceIDs.count <= configuration.correlationChunk {
+            slice = uncorrelated
+            uncorrelated = DirtySet()
+        } else {
+            let ids = Array(uncorrelated.traceIDs.prefix(configuration.correlationChunk))
+            slice.traceIDs = Set(ids)
+            uncorrelated.traceIDs.subtract(ids)
+        }
+        condition.lock()
+        uncorrelatedCount = uncorrelated.traceIDs.count + slice.traceIDs.count
+        condition.unlock()
+        defer {
+            condition.lock()
+            uncorrelatedCount = uncorrelated.traceIDs.count
+            condition.unlock()
+        }
+        do {
+            // The cross-chain pass reads every chain: run it when the backlog is done and the queue is idle,
+            // or at least every `crossChainInterval` seconds under sustained load.
+            condition.lock()
+            let idle = queue.isEmpty
+            condition.unlock()
+            let crossChain = uncorrelated.isEmpty
+                && (idle || Date().timeIntervalSince(lastCrossChain) >= configuration.crossChainInterval)
+            try store.correlate(slice, crossChain: false)
+            if crossChain || (pendingCrossChain && idle) {
+                try store.recomputeCrossChainFindings()
+                lastCrossChain = Date()
+                pendingCrossChain = false
+            } else {
+                pendingCrossChain = true
+            }
+        } catch {
+            // Records are stored; `trail correlate` rebuilds what this pass could not.
+            FileHandle.standardError.write(Data("trail serve: correlation failed: \(error)\n".utf8))
         }
     }
 

@@ -40,6 +40,7 @@ public final class IngestService: ServerRequestHandler, @unchecked Sendable {
             return pipeline.isRunning ? .text(200, "ready") : .text(503, "not ready: the store writer is not running")
         case ("GET", "/metrics"):
             metrics.setQueueDepth(pipeline.queueDepth)
+            metrics.setUncorrelated(pipeline.uncorrelatedTraces)
             metrics.setStoreSize(pipeline.store.sizeOnDisk())
             return ServerResponse(
                 status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],

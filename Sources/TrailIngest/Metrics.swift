@@ -244,6 +244,7 @@ public struct IngestMetrics: Sendable {
     public let recordsRejected: MetricCounter
     public let requests: MetricCounter
     public let queueDepth: MetricGauge
+    public let uncorrelatedTraces: MetricGauge
     public let storeSizeBytes: MetricGauge
     public let insecure: MetricGauge
     public let batchSeconds: MetricHistogram
@@ -264,6 +265,8 @@ public struct IngestMetrics: Sendable {
             "trail_ingest_requests_total", help: "HTTP requests answered, by endpoint and status code.",
             labelNames: ["endpoint", "status"])
         queueDepth = registry.gauge("trail_ingest_queue_depth", help: "Records waiting to be written to the store.")
+        uncorrelatedTraces = registry.gauge(
+            "trail_ingest_uncorrelated_traces", help: "Traces stored but not yet correlated into chains.")
         storeSizeBytes = registry.gauge("trail_store_size_bytes", help: "Size of the store's files in bytes.")
         insecure = registry.gauge(
             "trail_ingest_insecure", help: "1 when the ingest service runs without TLS client authentication, else 0.")
@@ -309,6 +312,7 @@ extension IngestMetrics {
     }
 
     func setQueueDepth(_ records: Int) { queueDepth.set(Double(records)) }
+    func setUncorrelated(_ traces: Int) { uncorrelatedTraces.set(Double(traces)) }
     func setStoreSize(_ bytes: Int64) { storeSizeBytes.set(Double(bytes)) }
     public func observeBatch(seconds: Double) { batchSeconds.observe(seconds) }
     func render() -> String { registry.exposition() }

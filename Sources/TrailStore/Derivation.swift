@@ -21,17 +21,26 @@ extension TrailStore {
 
     /// Rebuilds hops, chains and in-chain findings for every trace the dirty set touches, then recomputes the
     /// cross-chain findings. Pass `all: true` to rebuild everything.
+    ///
+    /// `crossChain: false` skips the cross-chain pass (edge-bypass), for callers that correlate a large dirty
+    /// set in several smaller transactions and run it once at the end with ``recomputeCrossChainFindings()``.
     @discardableResult
-    public func correlate(_ dirty: DirtySet, all: Bool = false) throws -> CorrelationCounts {
+    public func correlate(_ dirty: DirtySet, all: Bool = false, crossChain: Bool = true) throws -> CorrelationCounts {
         let skew = try clockSkewNanos()
         let entryPoints = try allowedEntryPoints()
         return try writer.write { db in
-            try Self.correlate(dirty, all: all, skew: skew, entryPoints: entryPoints, db: db)
+            try Self.correlate(dirty, all: all, skew: skew, entryPoints: entryPoints, crossChain: crossChain, db: db)
         }
     }
 
+    /// Recomputes the findings that depend on every chain at once (edge-bypass).
+    public func recomputeCrossChainFindings() throws {
+        let entryPoints = try allowedEntryPoints()
+        _ = try writer.write { db in try Self.recomputeEdgeBypass(entryPoints: entryPoints, db: db) }
+    }
+
     static func correlate(
-        _ dirty: DirtySet, all: Bool, skew: Int64, entryPoints: [String], db: Database
+        _ dirty: DirtySet, all: Bool, skew: Int64, entryPoints: [String], crossChain: Bool = true, db: Database
     ) throws -> CorrelationCounts {
         try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS dirty_trace(trace_id TEXT PRIMARY KEY) WITHOUT ROWID")
         try db.execute(sql: "DELETE FROM dirty_trace")
@@ -98,7 +107,7 @@ extension TrailStore {
                 """)
             try markTracesResolvedBy(db)
         }
-        counts.findings += try recomputeEdgeBypass(entryPoints: entryPoints, db: db)
+        if crossChain { counts.findings += try recomputeEdgeBypass(entryPoints: entryPoints, db: db) }
         return counts
     }
 

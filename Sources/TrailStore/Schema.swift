@@ -63,6 +63,7 @@ enum Schema {
                 );
                 CREATE INDEX observation_chain ON observation(chain_id);
                 CREATE INDEX observation_request ON observation(request_id) WHERE request_id IS NOT NULL;
+                CREATE INDEX observation_untraced ON observation(request_id) WHERE trace_id LIKE 'untraced:%';
                 CREATE TABLE identity_event (
                     id INTEGER PRIMARY KEY,
                     raw_id INTEGER NOT NULL REFERENCES raw_record(id),

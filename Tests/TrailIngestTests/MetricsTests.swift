@@ -153,6 +153,9 @@ struct MetricsTests {
             # TYPE trail_ingest_requests_total counter
             trail_ingest_requests_total{endpoint="/v1/logs",status="415"} 1
             trail_ingest_requests_total{endpoint="/v1/traces",status="200"} 2
+            # HELP trail_ingest_uncorrelated_traces Traces stored but not yet correlated into chains.
+            # TYPE trail_ingest_uncorrelated_traces gauge
+            trail_ingest_uncorrelated_traces 0
             # HELP trail_store_size_bytes Size of the store's files in bytes.
             # TYPE trail_store_size_bytes gauge
             trail_store_size_bytes 1048576
