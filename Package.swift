@@ -105,7 +105,11 @@ let package = Package(
             dependencies: ["TrailStore", "TrailFormats", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TrailCLITests", dependencies: ["TrailCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TrailCLITests",
+            dependencies: ["TrailCore", "TrailStore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "TrailServerTests",
             dependencies: [

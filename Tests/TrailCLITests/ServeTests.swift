@@ -1,6 +1,8 @@
 import Foundation
+import GRDB
 import Testing
 import TrailCore
+import TrailStore
 
 /// `trail serve` as a real process, fed by real clients: the OpenTelemetry Python SDK's OTLP/HTTP exporter
 /// and curl, over TLS with a bearer token or a SPIFFE client certificate (openssl-made).
@@ -13,14 +15,19 @@ struct ServeTests {
         let db: String
         let token: String
 
-        init(extraArguments: [String] = []) throws {
-            dir = FileManager.default.temporaryDirectory.appendingPathComponent("trail-serve-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            let make = Process()
-            make.executableURL = URL(fileURLWithPath: "/bin/bash")
-            make.arguments = [CLI.root.appendingPathComponent("fixtures/serve/make-server-certs.sh").path, dir.path]
-            try make.run()
-            make.waitUntilExit()
+        /// Starts `trail serve` with fresh certificates, or again on the certificates and store of `reusing`.
+        init(reusing: URL? = nil, extraArguments: [String] = []) throws {
+            if let reusing {
+                dir = reusing
+            } else {
+                dir = FileManager.default.temporaryDirectory.appendingPathComponent("trail-serve-\(UUID().uuidString)")
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                let make = Process()
+                make.executableURL = URL(fileURLWithPath: "/bin/bash")
+                make.arguments = [CLI.root.appendingPathComponent("fixtures/serve/make-server-certs.sh").path, dir.path]
+                try make.run()
+                make.waitUntilExit()
+            }
             let tokens = try String(contentsOf: dir.appendingPathComponent("tokens"), encoding: .utf8)
             token = String(tokens.split(separator: ":")[1].trimmingCharacters(in: .whitespacesAndNewlines))
             db = dir.appendingPathComponent("trail.db").path
@@ -84,6 +91,49 @@ struct ServeTests {
     }
 
     static func fixture(_ path: String) -> String { CLI.root.appendingPathComponent("fixtures/\(path)").path }
+
+    /// One Kong record whose x-request-id names it.
+    static func kongRecord(_ id: String, ms: Int64) -> String {
+        #"{"request":{"id":"\#(id)","method":"POST","uri":"/orders","headers":{"host":"shop.example","x-request-id":"\#(id)"}},"response":{"status":201},"service":{"name":"orders"},"client_ip":"203.0.113.7","started_at":\#(ms),"latencies":{"request":3}}"#
+    }
+
+    /// kill -9 under load: every acknowledged record is in the store after the restart, the database is intact,
+    /// and the restarted server takes more.
+    @Test func killNineLosesNothingAcknowledged() throws {
+        var server = try Server()
+        let dir = server.dir
+        let db = server.db
+        var acknowledged: [String] = []
+        let victim = server.process.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) { kill(victim, SIGKILL) }
+        for i in 0..<2000 {
+            let id = "crash-\(i)"
+            // Several records per request, so that a request is in flight when the kill comes.
+            let body = (0..<20).map { Self.kongRecord("\(id)-\($0)", ms: 1_777_888_800_000 + Int64(i)) }.joined(separator: "\n")
+            let (status, _) = try server.curl(["--max-time", "5", "--data-binary", body, server.url + "/v1/access-logs"])
+            if status == 200 {
+                acknowledged += (0..<20).map { "\(id)-\($0)" }
+            } else if status == 0 {
+                break
+            }
+        }
+        server.process.waitUntilExit()
+        #expect(server.process.terminationReason == .uncaughtSignal)
+        #expect(acknowledged.count >= 40, "only \(acknowledged.count) records were acknowledged before the kill")
+
+        server = try Server(reusing: dir)
+        defer { server.stop() }
+        let after = try server.curl(["--data-binary", Self.kongRecord("after-restart", ms: 1_777_888_900_000), server.url + "/v1/access-logs"])
+        #expect(after.0 == 200)
+        server.stop()
+
+        let store = try TrailStore(path: db, readOnly: true)
+        let stored = Set(try store.read { db in try String.fetchAll(db, sql: "SELECT request_id FROM observation") })
+        let missing = acknowledged.filter { !stored.contains($0) }
+        #expect(missing.isEmpty, "\(missing.count) acknowledged records are missing, e.g. \(missing.prefix(3))")
+        #expect(stored.contains("after-restart"))
+        #expect(try store.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
+    }
 
     @Test func otelSDKAndCurlFeedTheStoreAndTheCLIAnswers() throws {
         let server = try Server()
