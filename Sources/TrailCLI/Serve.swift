@@ -40,6 +40,10 @@ struct Serve: AsyncParsableCommand {
     var maxQueueRecords = 100_000
     @Option(name: .long, help: "Most concurrent connections from one address.")
     var maxConnectionsPerSender = 64
+    @Option(name: .long, help: "Largest request header section in bytes (431 beyond).")
+    var maxHeaderBytes = 64 << 10
+    @Option(name: .long, help: "Seconds before an idle connection is closed.")
+    var idleTimeout = 60
 
     func validate() throws {
         guard listen.split(separator: ":").count >= 2, Int(listen.split(separator: ":").last!) != nil else {
@@ -72,6 +76,8 @@ struct Serve: AsyncParsableCommand {
             config.insecure = insecure
             config.maxBodyBytes = maxBody
             config.maxConnectionsPerSender = maxConnectionsPerSender
+            config.maxHeaderBytes = maxHeaderBytes
+            config.idleTimeout = .seconds(idleTimeout)
             if let tokenFile { config.tokens = try ServerConfiguration.loadTokens(file: tokenFile) }
             try config.validate()
 

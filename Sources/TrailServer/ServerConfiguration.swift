@@ -149,11 +149,11 @@ public struct ServerConfiguration: Sendable {
             throw ServerConfigurationError("--listen: port \(port) is not between 0 and 65535 (0 picks a free one)")
         }
         guard maxBodyBytes > 0 else { throw ServerConfigurationError("--max-body must be positive") }
-        guard maxHeaderBytes >= 1024 else { throw ServerConfigurationError("the header limit must be at least 1024 bytes") }
+        guard maxHeaderBytes >= 1024 else { throw ServerConfigurationError("--max-header-bytes must be at least 1024") }
         guard maxConnectionsPerSender > 0 else {
             throw ServerConfigurationError("--max-connections-per-sender must be positive")
         }
-        guard idleTimeout > .zero else { throw ServerConfigurationError("the idle timeout must be positive") }
+        guard idleTimeout > .zero else { throw ServerConfigurationError("--idle-timeout must be positive") }
         if insecure {
             if tlsCertificatePath != nil || tlsKeyPath != nil || clientCAPath != nil {
                 throw ServerConfigurationError(
