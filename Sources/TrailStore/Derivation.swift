@@ -212,12 +212,17 @@ extension TrailStore {
     /// the first such hop.
     static func recomputeEdgeBypass(entryPoints: [String], db: Database) throws -> Int {
         try db.execute(sql: "DELETE FROM finding WHERE kind = 'edge-bypass'")
+        // Workloads that some gateway-entered chain reaches (one EXISTS probe per known callee), then the hops of
+        // internal-origin chains into them. Cheap however large the store: both sets are small.
         let rows = try Row.fetchAll(db, sql: """
             WITH protected AS (
-                SELECT DISTINCT h.callee FROM hop h JOIN chain c ON c.trace_id = h.trace_id WHERE c.via_gateway = 1
-            )
-            SELECT h.trace_id, MIN(h.idx) AS idx FROM hop h JOIN chain c ON c.trace_id = h.trace_id
-             WHERE c.via_gateway = 0 AND h.callee IN protected
+                SELECT s.callee FROM callee_seen s
+                 WHERE EXISTS (SELECT 1 FROM hop h JOIN chain c ON c.trace_id = h.trace_id
+                                WHERE h.callee = s.callee AND c.via_gateway = 1)
+            ),
+            internal AS (SELECT trace_id FROM chain WHERE via_gateway = 0)
+            SELECT h.trace_id, MIN(h.idx) AS idx FROM hop h
+             WHERE h.trace_id IN internal AND h.callee IN protected
              GROUP BY h.trace_id
             """)
         let allowed = Set(entryPoints)
@@ -259,6 +264,8 @@ final class ChainWriter {
     let insertGap: RawStatement
     let insertKey: RawStatement
     let selectKey: RawStatement
+    let insertCallee: RawStatement
+    private var calleesSeen: Set<String> = []
     private var keys: [String: Int64] = [:]
 
     init(db: Database) throws {
@@ -281,6 +288,7 @@ final class ChainWriter {
             db, "INSERT OR IGNORE INTO access_key(principal, principal_type, chain_path) VALUES (?, ?, ?)")
         selectKey = try RawStatement(
             db, "SELECT id FROM access_key WHERE principal = ? AND principal_type = ? AND chain_path = ?")
+        insertCallee = try RawStatement(db, "INSERT OR IGNORE INTO callee_seen(callee) VALUES (?)")
     }
 
     /// The id of (principal, type, chain path), created on first use.
@@ -315,6 +323,10 @@ final class ChainWriter {
         c.bind(chain.gaps.count)
         try c.execute()
         let s = insertHop
+        for h in chain.hops where calleesSeen.insert(h.callee).inserted {
+            insertCallee.bind(h.callee)
+            try insertCallee.execute()
+        }
         for h in chain.hops {
             s.bind(chain.traceID)
             s.bind(h.index)

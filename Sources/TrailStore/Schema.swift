@@ -96,6 +96,9 @@ enum Schema {
                 ) WITHOUT ROWID;
                 CREATE INDEX chain_principal ON chain(origin_principal);
                 CREATE INDEX chain_start ON chain(start);
+                CREATE INDEX chain_via_gateway ON chain(via_gateway);
+                -- Every callee any hop ever reached (small: one row per workload), for cross-chain findings.
+                CREATE TABLE callee_seen (callee TEXT PRIMARY KEY) WITHOUT ROWID;
                 CREATE TABLE hop (
                     trace_id TEXT NOT NULL,
                     idx INTEGER NOT NULL,
