@@ -487,6 +487,23 @@ public enum JSONRecordReader {
     }
 }
 
+extension JSONRecordReader {
+    /// The first record only (the first element when the input is a top-level array), without reading the
+    /// rest of the input; nil if it does not parse.
+    public static func firstValue(in input: [UInt8]) -> JSONValue? {
+        input.withUnsafeBufferPointer { buf in
+            var p = JSONParser(buf)
+            if buf.count >= 3, buf[0] == 0xEF, buf[1] == 0xBB, buf[2] == 0xBF { p.index = 3 }
+            p.skipWhitespace()
+            if p.index < buf.count, buf[p.index] == UInt8(ascii: "[") {
+                p.index += 1
+                p.skipWhitespace()
+            }
+            return try? p.parseValue(depth: 0)
+        }
+    }
+}
+
 /// Splits bytes into lines (LF or CRLF), keeping 1-based line numbers and skipping blank lines.
 public enum LineSplitter {
     public static func lines(in input: [UInt8]) -> [(line: Int, bytes: ArraySlice<UInt8>)] {

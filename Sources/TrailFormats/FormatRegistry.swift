@@ -77,9 +77,8 @@ public enum FormatRegistry {
     }
 
     static func detectJSON(_ input: [UInt8]) -> InputFormat? {
-        // Look at the first record only: formats are per file.
-        let firstRecords = JSONRecordReader.records(in: Array(input[..<min(input.count, 1 << 20)]), splitArrays: true)
-        guard let value = firstRecords.lazy.compactMap({ try? $0.value.get() }).first else {
+        // Formats are per file: the first record decides (parsed alone, not the whole input).
+        guard let value = JSONRecordReader.firstValue(in: input) else {
             // Not even the first record parses: decide from key names in the text.
             let head = String(decoding: input.prefix(4096), as: UTF8.self)
             if head.contains("\"resourceSpans\"") { return .otlpJSON }
