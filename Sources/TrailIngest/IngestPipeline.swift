@@ -11,7 +11,8 @@ import TrailStore
 /// hint, so a burst or a slow disk turns into 429s, never into unbounded memory.
 public final class IngestPipeline: @unchecked Sendable {
     public struct Configuration: Sendable {
-        /// Most records waiting at once (all submissions together). Default 100,000 (about 100 MB of records).
+        /// Most items waiting at once, all submissions together: records plus the spans, observations and
+        /// events they carry. Default 100,000 (roughly 100–200 MB).
         public var maxQueuedRecords = 100_000
         /// Most records stored in one transaction.
         public var maxBatchRecords = 20_000
@@ -52,7 +53,10 @@ public final class IngestPipeline: @unchecked Sendable {
         init(results: [ParseResult], source: String, continuation: CheckedContinuation<Outcome, Never>) {
             self.results = results
             self.source = source
-            self.records = max(1, results.count)
+            // Weigh by what a request carries (an OTLP request is one record holding many spans).
+            self.records = max(1, results.reduce(0) { n, r in
+                n + 1 + (r.record.map { $0.observations.count + $0.identityEvents.count + $0.partialRejections.count } ?? 0)
+            })
             self.continuation = continuation
         }
     }
@@ -137,6 +141,7 @@ public final class IngestPipeline: @unchecked Sendable {
     private var uncorrelated = DirtySet()
     private var correlatedSinceLastBatch = false
     private var lastCrossChain = Date()
+    private var lastBatchTraces = 0
     private var pendingCrossChain = false
     private var uncorrelatedCount = 0
 
@@ -176,6 +181,7 @@ public final class IngestPipeline: @unchecked Sendable {
                 finish(batch, records: records) { i in .stored(counts[i]) }
                 onBatch(zip(batch, counts).map { ($0.source, $1) }, Date().timeIntervalSince(started))
                 uncorrelated.formUnion(dirty)
+                lastBatchTraces = dirty.traceIDs.count
                 condition.lock()
                 uncorrelatedCount = uncorrelated.traceIDs.count
                 correlatedSinceLastBatch = false
@@ -189,14 +195,21 @@ public final class IngestPipeline: @unchecked Sendable {
     /// Correlates a slice of the pending traces (at most `correlationChunk` per transaction, so that a batch
     /// of senders never waits long for the store); the cross-chain pass runs when nothing is left.
     private func correlatePending() {
+        // A slice at least as large as what the last batch dirtied, so that correlation keeps pace.
+        let chunk = max(configuration.correlationChunk, lastBatchTraces)
         var slice = DirtySet()
-        if uncorrelated.traceIDs.count <= configuration.correlationChunk {
+        if uncorrelated.traceIDs.count <= chunk {
             slice = uncorrelated
             uncorrelated = DirtySet()
         } else {
-            let ids = Array(uncorrelated.traceIDs.prefix(configuration.correlationChunk))
+            let ids = Array(uncorrelated.traceIDs.prefix(chunk))
+            // Identity changes travel with the first slice; they mark their own traces inside the pass.
+            slice = uncorrelated
             slice.traceIDs = Set(ids)
-            uncorrelated.traceIDs.subtract(ids)
+            var rest = uncorrelated.traceIDs
+            rest.subtract(ids)
+            uncorrelated = DirtySet()
+            uncorrelated.traceIDs = rest
         }
         condition.lock()
         uncorrelatedCount = uncorrelated.traceIDs.count + slice.traceIDs.count
@@ -212,8 +225,8 @@ public final class IngestPipeline: @unchecked Sendable {
             condition.lock()
             let idle = queue.isEmpty
             condition.unlock()
-            let crossChain = uncorrelated.isEmpty
-                && (idle || Date().timeIntervalSince(lastCrossChain) >= configuration.crossChainInterval)
+            let crossChain = (uncorrelated.isEmpty && idle)
+                || Date().timeIntervalSince(lastCrossChain) >= configuration.crossChainInterval
             try store.correlate(slice, crossChain: false)
             if crossChain || (pendingCrossChain && idle) {
                 try store.recomputeCrossChainFindings()
@@ -223,8 +236,11 @@ public final class IngestPipeline: @unchecked Sendable {
                 pendingCrossChain = true
             }
         } catch {
-            // Records are stored; `trail correlate` rebuilds what this pass could not.
+            // Records are stored; `trail correlate` rebuilds what this pass could not. Back off instead of
+            // spinning while the store refuses writes (disk full, a long lock held elsewhere).
             FileHandle.standardError.write(Data("trail serve: correlation failed: \(error)\n".utf8))
+            pendingCrossChain = false
+            Thread.sleep(forTimeInterval: 1)
         }
     }
 

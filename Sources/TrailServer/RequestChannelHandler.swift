@@ -102,8 +102,12 @@ final class RequestChannelHandler: ChannelInboundHandler, RemovableChannelHandle
         case .allowed(let identity): sender = identity
         case .denied(let response):
             // Liveness and readiness probes reveal nothing and must work for orchestrators without credentials.
+            // They carry no body: anything else from an unauthenticated sender is refused before it is read.
             let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-            guard head.method == .GET || head.method == .HEAD, path == "/healthz" || path == "/readyz" else {
+            let declaresBody = (head.headers.first(name: "content-length").map { $0 != "0" } ?? false)
+                || head.headers.contains(name: "transfer-encoding")
+            guard head.method == .GET || head.method == .HEAD, path == "/healthz" || path == "/readyz", !declaresBody
+            else {
                 return refuse(context: context, info, response, closeConnection: expectsContinue)
             }
             sender = SenderIdentity(address: connection.address)

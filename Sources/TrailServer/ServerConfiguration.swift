@@ -154,6 +154,7 @@ public struct ServerConfiguration: Sendable {
             throw ServerConfigurationError("--max-connections-per-sender must be positive")
         }
         guard idleTimeout > .zero else { throw ServerConfigurationError("--idle-timeout must be positive") }
+        guard idleTimeout <= .seconds(86_400) else { throw ServerConfigurationError("--idle-timeout must be at most 86400 seconds") }
         if insecure {
             if tlsCertificatePath != nil || tlsKeyPath != nil || clientCAPath != nil {
                 throw ServerConfigurationError(

@@ -174,6 +174,7 @@ struct ServeTests {
         // Probes need no credentials; everything else does.
         #expect(try server.curl([server.url + "/healthz"], auth: false).0 == 200)
         #expect(try server.curl([server.url + "/metrics"], auth: false).0 == 401)
+        #expect(try server.curl(["-X", "GET", "--data-binary", "padding", server.url + "/healthz"], auth: false).0 == 401)
         let metrics = try server.curl([server.url + "/metrics"])
         #expect(metrics.0 == 200)
         #expect(metrics.1.contains("trail_ingest_requests_total"))
