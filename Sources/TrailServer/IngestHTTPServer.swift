@@ -59,6 +59,10 @@ public final class IngestHTTPServer: Sendable {
                 let connection = ConnectionContext(
                     address: Self.describe(channel.remoteAddress), settings: settings)
                 connection.overLimit = !registry.admit(channel, key: Self.senderKey(channel.remoteAddress))
+                if connection.overLimit {
+                    // Long enough to answer 429 with a reason, never long enough to hold a slot open.
+                    channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: idle))
@@ -118,7 +122,8 @@ public final class IngestHTTPServer: Sendable {
         }
     }
 
-    /// Stops accepting, closes open connections and stops the event loops. Safe to call more than once.
+    /// Stops accepting, lets requests in progress finish, closes connections and stops the event loops. Safe to
+    /// call more than once.
     public func shutdown() async throws {
         let (group, channel) = state.withLock { state -> (MultiThreadedEventLoopGroup?, (any Channel)?) in
             defer {
@@ -129,9 +134,9 @@ public final class IngestHTTPServer: Sendable {
             return (state.group, state.serverChannel)
         }
         if let channel { try? await channel.close() }
-        for connection in registry.openChannels() { try? await connection.close() }
-        // Let requests already handed to the application finish before the event loops stop (at most 10 s).
+        // Let requests already handed to the application finish and answer (at most 10 s), then close.
         for _ in 0..<1000 where tasks.count > 0 { try? await Task.sleep(for: .milliseconds(10)) }
+        for connection in registry.openChannels() { try? await connection.close() }
         if let group { try await group.shutdownGracefully() }
     }
 
