@@ -152,11 +152,8 @@ extension OTLPProtobufDecoder {
                 if field == 1 && wire == .lengthDelimited {
                     let index = request.resourceLogs.count
                     let range = try r.readLengthDelimited()
-                    do throws(OTLPProtobufError) {
-                        var sub = r.sub(range)
+                    try r.within(range, "resourceLogs[\(index)]") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
                         request.resourceLogs.append(try decodeResourceLogs(&sub))
-                    } catch {
-                        throw error.inside("resourceLogs[\(index)]")
                     }
                 } else {
                     try r.skip(wire)
@@ -173,20 +170,14 @@ extension OTLPProtobufDecoder {
             switch (field, wire) {
             case (1, .lengthDelimited):
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
+                try r.within(range, "resource") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
                     try decodeResource(&sub, into: &out.resourceAttributes)
-                } catch {
-                    throw error.inside("resource")
                 }
             case (2, .lengthDelimited):
                 let index = out.scopeLogs.count
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
+                try r.within(range, "scopeLogs[\(index)]") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
                     out.scopeLogs.append(try decodeScopeLogs(&sub))
-                } catch {
-                    throw error.inside("scopeLogs[\(index)]")
                 }
             case (3, .lengthDelimited):
                 out.schemaURL = try r.readString()
@@ -204,24 +195,18 @@ extension OTLPProtobufDecoder {
             switch (field, wire) {
             case (1, .lengthDelimited):
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
-                    var scope = out.scope ?? OTLPScope()
-                    try decodeScope(&sub, into: &scope)
-                    out.scope = scope
-                } catch {
-                    throw error.inside("scope")
+                try r.within(range, "scope") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
+                var scope = out.scope ?? OTLPScope()
+                try decodeScope(&sub, into: &scope)
+                out.scope = scope
                 }
             case (2, .lengthDelimited):
                 let index = out.logRecords.count
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
-                    var record = try decodeLogRecord(&sub)
-                    record.rawRange = range
-                    out.logRecords.append(record)
-                } catch {
-                    throw error.inside("logRecords[\(index)]")
+                try r.within(range, "logRecords[\(index)]") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
+                var record = try decodeLogRecord(&sub)
+                record.rawRange = range
+                out.logRecords.append(record)
                 }
             case (3, .lengthDelimited):
                 out.schemaURL = try r.readString()
@@ -242,11 +227,8 @@ extension OTLPProtobufDecoder {
             case (3, .lengthDelimited): record.severityText = try r.readString()
             case (5, .lengthDelimited):
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
+                try r.within(range, "body") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
                     record.body = try decodeAnyValue(&sub, depth: 1)
-                } catch {
-                    throw error.inside("body")
                 }
             case (6, .lengthDelimited):
                 record.attributes.append(try decodeAttribute(&r, index: record.attributes.count))

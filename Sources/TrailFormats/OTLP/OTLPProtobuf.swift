@@ -155,6 +155,19 @@ struct OTLPWireReader {
     func sub(_ range: Range<Int>) -> OTLPWireReader {
         OTLPWireReader(bytes: bytes, position: range.lowerBound, end: range.upperBound)
     }
+
+    /// Decodes the sub-message at `range` with `body`, naming it (`resourceSpans[0]`) in any error it throws.
+    func within<T>(
+        _ range: Range<Int>, _ label: @autoclosure () -> String,
+        _ body: (inout OTLPWireReader) throws(OTLPProtobufError) -> T
+    ) throws(OTLPProtobufError) -> T {
+        do throws(OTLPProtobufError) {
+            var sub = self.sub(range)
+            return try body(&sub)
+        } catch {
+            throw error.inside(label())
+        }
+    }
 }
 
 /// Decodes the OTLP trace messages from the protobuf wire format (no generated code).
@@ -168,11 +181,8 @@ enum OTLPProtobufDecoder {
                 if field == 1 && wire == .lengthDelimited {
                     let index = request.resourceSpans.count
                     let range = try r.readLengthDelimited()
-                    do throws(OTLPProtobufError) {
-                        var sub = r.sub(range)
+                    try r.within(range, "resourceSpans[\(index)]") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
                         request.resourceSpans.append(try decodeResourceSpans(&sub))
-                    } catch {
-                        throw error.inside("resourceSpans[\(index)]")
                     }
                 } else {
                     try r.skip(wire)
@@ -190,20 +200,14 @@ enum OTLPProtobufDecoder {
             case (1, .lengthDelimited):
                 // Resource: a repeated embedded message merges, so attributes accumulate.
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
+                try r.within(range, "resource") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
                     try decodeResource(&sub, into: &out.resourceAttributes)
-                } catch {
-                    throw error.inside("resource")
                 }
             case (2, .lengthDelimited):
                 let index = out.scopeSpans.count
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
+                try r.within(range, "scopeSpans[\(index)]") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
                     out.scopeSpans.append(try decodeScopeSpans(&sub))
-                } catch {
-                    throw error.inside("scopeSpans[\(index)]")
                 }
             case (3, .lengthDelimited):
                 out.schemaURL = try r.readString()
@@ -234,24 +238,18 @@ enum OTLPProtobufDecoder {
             switch (field, wire) {
             case (1, .lengthDelimited):
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
-                    var scope = out.scope ?? OTLPScope()
-                    try decodeScope(&sub, into: &scope)
-                    out.scope = scope
-                } catch {
-                    throw error.inside("scope")
+                try r.within(range, "scope") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
+                var scope = out.scope ?? OTLPScope()
+                try decodeScope(&sub, into: &scope)
+                out.scope = scope
                 }
             case (2, .lengthDelimited):
                 let index = out.spans.count
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
-                    var span = try decodeSpan(&sub)
-                    span.rawRange = range
-                    out.spans.append(span)
-                } catch {
-                    throw error.inside("spans[\(index)]")
+                try r.within(range, "spans[\(index)]") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
+                var span = try decodeSpan(&sub)
+                span.rawRange = range
+                out.spans.append(span)
                 }
             case (3, .lengthDelimited):
                 out.schemaURL = try r.readString()
@@ -290,13 +288,10 @@ enum OTLPProtobufDecoder {
             case (9, .lengthDelimited): span.attributes.append(try decodeAttribute(&r, index: span.attributes.count))
             case (15, .lengthDelimited):
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
-                    var status = span.status ?? OTLPStatus()
-                    try decodeStatus(&sub, into: &status)
-                    span.status = status
-                } catch {
-                    throw error.inside("status")
+                try r.within(range, "status") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
+                var status = span.status ?? OTLPStatus()
+                try decodeStatus(&sub, into: &status)
+                span.status = status
                 }
             case (16, .fixed32): span.flags = try r.readFixed32()
             default:
@@ -324,11 +319,8 @@ enum OTLPProtobufDecoder {
         _ r: inout OTLPWireReader, index: Int, depth: Int = 0
     ) throws(OTLPProtobufError) -> OTLPKeyValue {
         let range = try r.readLengthDelimited()
-        do throws(OTLPProtobufError) {
-            var sub = r.sub(range)
-            return try decodeKeyValue(&sub, depth: depth)
-        } catch {
-            throw error.inside("attributes[\(index)]")
+        return try r.within(range, "attributes[\(index)]") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
+            try decodeKeyValue(&sub, depth: depth)
         }
     }
 
@@ -340,11 +332,8 @@ enum OTLPProtobufDecoder {
             case (1, .lengthDelimited): kv.key = try r.readString()
             case (2, .lengthDelimited):
                 let range = try r.readLengthDelimited()
-                do throws(OTLPProtobufError) {
-                    var sub = r.sub(range)
+                try r.within(range, "value") { (sub: inout OTLPWireReader) throws(OTLPProtobufError) in
                     kv.value = try decodeAnyValue(&sub, depth: depth + 1)
-                } catch {
-                    throw error.inside("value")
                 }
             default: try r.skip(wire)
             }
