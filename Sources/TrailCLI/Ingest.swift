@@ -114,7 +114,7 @@ struct IngestSummary {
 }
 
 /// Reads inputs, detects formats, parses in chunks and stores batch by batch, then correlates once.
-struct IngestDriver {
+struct IngestDriver: Sendable {
     let store: TrailStore
     let format: InputFormat?
     let options: ParseOptions
@@ -145,9 +145,18 @@ struct IngestDriver {
             }
             let source = file == "-" ? "stdin" : file
             var bytesDone = 0
-            for (lineOffset, chunk) in chunks(input, format: fmt) {
+            // Parse the next chunks on another core while this one is stored.
+            let pieces = chunks(input, format: fmt)
+            let prefetch = Prefetch(capacity: 2)
+            let (format, options) = (fmt, options)
+            DispatchQueue.global().async {
+                for (i, piece) in pieces.enumerated() {
+                    prefetch.put(i, FormatRegistry.parse(piece.1, format: format, options: options))
+                }
+            }
+            for (index, (lineOffset, chunk)) in pieces.enumerated() {
                 bytesDone += chunk.count
-                var results = FormatRegistry.parse(chunk, format: fmt, options: options)
+                var results = prefetch.take(index)
                 if lineOffset > 0 {
                     for i in results.indices {
                         switch results[i] {
@@ -209,6 +218,33 @@ struct IngestDriver {
             start = end
         }
         return out
+    }
+}
+
+/// Parse results handed from the parsing thread to the storing one, in order, at most `capacity` ahead.
+final class Prefetch: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var ready: [Int: [ParseResult]] = [:]
+    private var taken = 0
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func put(_ index: Int, _ results: [ParseResult]) {
+        condition.lock()
+        while index >= taken + capacity { condition.wait() }
+        ready[index] = results
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func take(_ index: Int) -> [ParseResult] {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready[index] == nil { condition.wait() }
+        taken = index + 1
+        condition.broadcast()
+        return ready.removeValue(forKey: index) ?? []
     }
 }
 
