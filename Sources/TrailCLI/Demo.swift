@@ -51,18 +51,20 @@ struct Demo: ParsableCommand {
             for (kind, n) in byKind.sorted(by: { $0.key < $1.key }) { writeOut("  \(kind): \(n)\n") }
 
             let db = store.db.map { " --db \($0)" } ?? ""
+            // Commands as this binary was invoked, so they can be pasted as they are (`.build/release/trail`).
+            let trail = CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "trail"
             writeOut("\nExplore:\n")
-            writeOut("  trail who-accessed 'POST /payments/*'\(db)\n")
+            writeOut("  \(trail) who-accessed 'POST /payments/*'\(db)\n")
             if let revoked = findings.first(where: { $0.kind == FindingKind.revokedCertificate.rawValue }) {
-                writeOut("  trail chain \(revoked.traceID)\(db)          # \(revoked.kind): \(revoked.identity ?? "")\n")
+                writeOut("  \(trail) chain \(revoked.traceID)\(db)          # \(revoked.kind): \(revoked.identity ?? "")\n")
             }
             if let bypass = findings.first(where: { $0.kind == FindingKind.edgeBypass.rawValue }) {
-                writeOut("  trail chain \(bypass.traceID)\(db)          # \(bypass.kind)\n")
+                writeOut("  \(trail) chain \(bypass.traceID)\(db)          # \(bypass.kind)\n")
             }
-            writeOut("  trail findings\(db)\n")
-            writeOut("  trail activity alice\(db)\n")
-            writeOut("  trail identities --at 2026-05-04T10:30:00Z\(db)\n")
-            writeOut("  trail query --list\(db)\n")
+            writeOut("  \(trail) findings\(db)\n")
+            writeOut("  \(trail) activity alice\(db)\n")
+            writeOut("  \(trail) identities --at 2026-05-04T10:30:00Z\(db)\n")
+            writeOut("  \(trail) query --list\(db)\n")
         }
     }
 }
