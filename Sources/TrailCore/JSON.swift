@@ -488,6 +488,24 @@ public enum JSONRecordReader {
 }
 
 extension JSONRecordReader {
+    /// Reads the records of `input` and maps each parsed value; a record that is not valid JSON becomes a
+    /// rejection with its line and the parser's reason, so `map` only ever sees values. A record's location is
+    /// its line, plus `[i]` for an element of a top-level array.
+    public static func parse(
+        _ input: [UInt8], format: InputFormat, splitArrays: Bool = true,
+        _ map: (_ value: JSONValue, _ location: RecordLocation, _ raw: [UInt8]) -> ParseResult
+    ) -> [ParseResult] {
+        records(in: input, splitArrays: splitArrays).map { record in
+            let location = RecordLocation(line: record.line, detail: record.arrayIndex.map { "[\($0)]" })
+            switch record.value {
+            case .failure(let error):
+                return .rejected(Rejection(format: format, location: location, raw: record.raw, reason: error.description))
+            case .success(let value):
+                return map(value, location, record.raw)
+            }
+        }
+    }
+
     /// The first record only (the first element when the input is a top-level array), without reading the
     /// rest of the input; nil if it does not parse.
     public static func firstValue(in input: [UInt8]) -> JSONValue? {

@@ -260,10 +260,6 @@ enum AccessLog {
         }
         return s.unicodeScalars.count > n ? out + "…" : out
     }
-
-    static func location(_ r: JSONRecord) -> RecordLocation {
-        RecordLocation(line: r.line, detail: r.arrayIndex.map { "[\($0)]" })
-    }
 }
 
 /// Read access to a flat JSON object, treating `null`, `""` and `"-"` as unset (Envoy's conventions).

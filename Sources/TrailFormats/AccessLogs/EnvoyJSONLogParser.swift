@@ -7,25 +7,13 @@ public struct EnvoyJSONLogParser: Sendable {
     public init() {}
 
     public func parse(_ input: [UInt8]) -> [ParseResult] {
-        var out: [ParseResult] = []
-        for record in JSONRecordReader.records(in: input) {
-            let location = AccessLog.location(record)
-            switch record.value {
-            case .failure(let error):
-                out.append(.rejected(Rejection(
-                    format: .envoyJSON, location: location, raw: record.raw, reason: error.description)))
-            case .success(let value):
-                guard let members = value.object else {
-                    out.append(.rejected(Rejection(
-                        format: .envoyJSON, location: location, raw: record.raw,
-                        reason: "record is not a JSON object")))
-                    continue
-                }
-                out.append(EnvoyAccessLogMapper.result(
-                    AccessLogFields(members), format: .envoyJSON, location: location, raw: record.raw))
+        JSONRecordReader.parse(input, format: .envoyJSON) { value, location, raw in
+            guard let members = value.object else {
+                return .rejected(Rejection(
+                    format: .envoyJSON, location: location, raw: raw, reason: "record is not a JSON object"))
             }
+            return EnvoyAccessLogMapper.result(AccessLogFields(members), format: .envoyJSON, location: location, raw: raw)
         }
-        return out
     }
 }
 

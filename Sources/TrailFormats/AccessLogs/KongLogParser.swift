@@ -18,28 +18,16 @@ public struct KongLogParser: Sendable {
     public init() {}
 
     public func parse(_ input: [UInt8]) -> [ParseResult] {
-        var out: [ParseResult] = []
-        for record in JSONRecordReader.records(in: input) {
-            let location = AccessLog.location(record)
-            switch record.value {
-            case .failure(let error):
-                out.append(.rejected(Rejection(
-                    format: .kong, location: location, raw: record.raw, reason: error.description)))
-            case .success(let value):
-                switch Self.map(value) {
-                case .failure(let reason):
-                    out.append(.rejected(Rejection(
-                        format: .kong, location: location, raw: record.raw, reason: reason.description)))
-                case .success(let (observation, problems)):
-                    out.append(.record(ParsedRecord(
-                        format: .kong, location: location, raw: record.raw, observations: [observation],
-                        partialRejections: problems.map {
-                            Rejection(format: .kong, location: location, raw: record.raw, reason: $0)
-                        })))
-                }
+        JSONRecordReader.parse(input, format: .kong) { value, location, raw in
+            switch Self.map(value) {
+            case .failure(let reason):
+                return .rejected(Rejection(format: .kong, location: location, raw: raw, reason: reason.description))
+            case .success(let (observation, problems)):
+                return .record(ParsedRecord(
+                    format: .kong, location: location, raw: raw, observations: [observation],
+                    partialRejections: problems.map { Rejection(format: .kong, location: location, raw: raw, reason: $0) }))
             }
         }
-        return out
     }
 
     struct Reason: Error, CustomStringConvertible {

@@ -32,22 +32,14 @@ public struct IdentityEventParser: Sendable {
 
     public func parse(_ input: [UInt8]) -> [ParseResult] {
         let format = InputFormat.identityNDJSON
-        var out: [ParseResult] = []
-        for rec in JSONRecordReader.records(in: input) {
-            let location = RecordLocation(line: rec.line, detail: rec.arrayIndex.map { "[\($0)]" })
-            switch rec.value {
+        return JSONRecordReader.parse(input, format: format) { value, location, raw in
+            switch Self.event(from: value) {
+            case .success(let ev):
+                return .record(ParsedRecord(format: format, location: location, raw: raw, identityEvents: [ev]))
             case .failure(let e):
-                out.append(.rejected(Rejection(format: format, location: location, raw: rec.raw, reason: e.description)))
-            case .success(let value):
-                switch Self.event(from: value) {
-                case .success(let ev):
-                    out.append(.record(ParsedRecord(format: format, location: location, raw: rec.raw, identityEvents: [ev])))
-                case .failure(let e):
-                    out.append(.rejected(Rejection(format: format, location: location, raw: rec.raw, reason: e.reason)))
-                }
+                return .rejected(Rejection(format: format, location: location, raw: raw, reason: e.reason))
             }
         }
-        return out
     }
 
     static func event(from value: JSONValue) -> Result<IdentityEvent, IdentityParseError> {

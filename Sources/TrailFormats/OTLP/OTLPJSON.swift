@@ -11,28 +11,18 @@ public struct OTLPJSONParser: Sendable {
     public init() {}
 
     public func parse(_ input: [UInt8]) -> [ParseResult] {
-        var out: [ParseResult] = []
-        for document in JSONRecordReader.records(in: input, splitArrays: false) {
-            let location = RecordLocation(line: document.line)
-            switch document.value {
-            case .failure(let error):
-                out.append(.rejected(Rejection(
-                    format: .otlpJSON, location: location, raw: document.raw, reason: error.description)))
-            case .success(let value):
-                do throws(OTLPJSONError) {
-                    var decoder = OTLPJSONDecoder()
-                    let request = try decoder.decodeRequest(value)
-                    let spanValues = decoder.spanValues
-                    out.append(.record(OTLPSpanMapper.record(
-                        for: request, format: .otlpJSON, location: location, raw: document.raw,
-                        spanRaw: { i, j, k in OTLPJSONEncoder.encode(spanValues[i][j][k]) })))
-                } catch {
-                    out.append(.rejected(Rejection(
-                        format: .otlpJSON, location: location, raw: document.raw, reason: error.description)))
-                }
+        JSONRecordReader.parse(input, format: .otlpJSON, splitArrays: false) { value, location, raw in
+            do throws(OTLPJSONError) {
+                var decoder = OTLPJSONDecoder()
+                let request = try decoder.decodeRequest(value)
+                let spanValues = decoder.spanValues
+                return .record(OTLPSpanMapper.record(
+                    for: request, format: .otlpJSON, location: location, raw: raw,
+                    spanRaw: { i, j, k in OTLPJSONEncoder.encode(spanValues[i][j][k]) }))
+            } catch {
+                return .rejected(Rejection(format: .otlpJSON, location: location, raw: raw, reason: error.description))
             }
         }
-        return out
     }
 }
 

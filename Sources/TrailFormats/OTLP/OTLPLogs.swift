@@ -43,28 +43,18 @@ public struct OTLPLogsJSONParser: Sendable {
     public init() {}
 
     public func parse(_ input: [UInt8]) -> [ParseResult] {
-        var out: [ParseResult] = []
-        for document in JSONRecordReader.records(in: input, splitArrays: false) {
-            let location = RecordLocation(line: document.line)
-            switch document.value {
-            case .failure(let error):
-                out.append(.rejected(Rejection(
-                    format: .otlpLogsJSON, location: location, raw: document.raw, reason: error.description)))
-            case .success(let value):
-                do throws(OTLPJSONError) {
-                    var decoder = OTLPLogsJSONDecoder()
-                    let request = try decoder.decodeRequest(value)
-                    let logValues = decoder.logValues
-                    out.append(.record(OTLPLogMapper.record(
-                        for: request, format: .otlpLogsJSON, location: location, raw: document.raw,
-                        logRaw: { i, j, k in OTLPJSONEncoder.encode(logValues[i][j][k]) })))
-                } catch {
-                    out.append(.rejected(Rejection(
-                        format: .otlpLogsJSON, location: location, raw: document.raw, reason: error.description)))
-                }
+        JSONRecordReader.parse(input, format: .otlpLogsJSON, splitArrays: false) { value, location, raw in
+            do throws(OTLPJSONError) {
+                var decoder = OTLPLogsJSONDecoder()
+                let request = try decoder.decodeRequest(value)
+                let logValues = decoder.logValues
+                return .record(OTLPLogMapper.record(
+                    for: request, format: .otlpLogsJSON, location: location, raw: raw,
+                    logRaw: { i, j, k in OTLPJSONEncoder.encode(logValues[i][j][k]) }))
+            } catch {
+                return .rejected(Rejection(format: .otlpLogsJSON, location: location, raw: raw, reason: error.description))
             }
         }
-        return out
     }
 }
 
