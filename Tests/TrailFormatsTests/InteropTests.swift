@@ -6,7 +6,7 @@ import TrailCore
 @testable import TrailFormats
 
 /// Inputs made by tools nobody here wrote: openssl (certificates, CRLs) and the OpenTelemetry Python SDK's
-/// OTLP exporter encoder. `.ci/test` regenerates them fresh into $TRAIL_INTEROP_DIR before the suite runs;
+/// OTLP exporter encoder. `.ci/run` regenerates them fresh into $TRAIL_INTEROP_DIR before the suite runs;
 /// without it the committed outputs of the same generators are used.
 @Suite("Interop with real tools")
 struct InteropTests {
