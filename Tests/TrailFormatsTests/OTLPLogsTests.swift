@@ -5,52 +5,8 @@ import TrailCore
 
 // MARK: Helpers
 
-private func logsFixture(_ name: String) throws -> [UInt8] {
-    var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
-        let parent = dir.deletingLastPathComponent()
-        guard parent.path != dir.path else { throw CocoaError(.fileNoSuchFile) }
-        dir = parent
-    }
-    return Array(try Data(contentsOf: dir.appendingPathComponent("fixtures/otlp/\(name)")))
-}
-
-/// A minimal protobuf writer for building logs request bodies.
-private struct LogPB {
-    var bytes: [UInt8] = []
-
-    mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(v & 0x7F) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
-    }
-    mutating func tag(_ field: UInt64, _ wire: UInt64) { varint(field << 3 | wire) }
-    mutating func varintField(_ field: UInt64, _ value: UInt64) {
-        tag(field, 0)
-        varint(value)
-    }
-    mutating func fixed64Field(_ field: UInt64, _ value: UInt64) {
-        tag(field, 1)
-        for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(k)))) }
-    }
-    mutating func fixed32Field(_ field: UInt64, _ value: UInt32) {
-        tag(field, 5)
-        for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt32(k)))) }
-    }
-    mutating func bytesField(_ field: UInt64, _ data: [UInt8]) {
-        tag(field, 2)
-        varint(UInt64(data.count))
-        bytes.append(contentsOf: data)
-    }
-    mutating func stringField(_ field: UInt64, _ s: String) { bytesField(field, Array(s.utf8)) }
-    mutating func message(_ field: UInt64, _ build: (inout LogPB) -> Void) {
-        var sub = LogPB()
-        build(&sub)
-        bytesField(field, sub.bytes)
-    }
+/// Logs-specific builders on the shared test protobuf writer.
+extension PB {
     /// A KeyValue with a string value in `field`.
     mutating func stringKV(_ field: UInt64, _ key: String, _ value: String) {
         message(field) { kv in
@@ -68,8 +24,8 @@ private struct LogPB {
 }
 
 /// An ExportLogsServiceRequest with one resource (service.name) and one scope holding `records`.
-private func logsRequest(service: String, records: [(inout LogPB) -> Void]) -> [UInt8] {
-    var pb = LogPB()
+private func logsRequest(service: String, records: [(inout PB) -> Void]) -> [UInt8] {
+    var pb = PB()
     pb.message(1) { rl in
         rl.message(1) { $0.stringKV(1, "service.name", service) }
         rl.message(2) { sl in
@@ -160,7 +116,7 @@ struct OTLPLogsTests {
     }
 
     @Test func sdkProtobufFixture() throws {
-        let input = try logsFixture("sdk-logs.binpb")
+        let input = try otlpFixture("sdk-logs.binpb")
         let record = try onlyRecord(OTLPLogsProtobufParser().parse(input))
         #expect(record.raw == input)
         #expect(record.location == RecordLocation(line: 1))
@@ -168,15 +124,15 @@ struct OTLPLogsTests {
     }
 
     @Test func sdkJSONFixture() throws {
-        let input = try logsFixture("sdk-logs.json")
+        let input = try otlpFixture("sdk-logs.json")
         let record = try onlyRecord(OTLPLogsJSONParser().parse(input))
         #expect(record.location == RecordLocation(line: 1))
         try checkSDKObservations(record, format: .otlpLogsJSON)
     }
 
     @Test func protobufAndJSONAgree() throws {
-        let proto = try onlyRecord(OTLPLogsProtobufParser().parse(try logsFixture("sdk-logs.binpb")))
-        let json = try onlyRecord(OTLPLogsJSONParser().parse(try logsFixture("sdk-logs.json")))
+        let proto = try onlyRecord(OTLPLogsProtobufParser().parse(try otlpFixture("sdk-logs.binpb")))
+        let json = try onlyRecord(OTLPLogsJSONParser().parse(try otlpFixture("sdk-logs.json")))
         let normalized = json.observations.map { o -> Observation in
             var o = o
             o.format = InputFormat.otlpLogsProto.rawValue
@@ -295,7 +251,7 @@ struct OTLPLogsTests {
         #expect(rejection.reason == "body: started_at: 'soon' is not epoch milliseconds")
         #expect(rejection.location == RecordLocation(line: 1, detail: "resourceLogs[0].scopeLogs[0].logRecords[0]"))
         // The raw bytes of the rejected log record are its own message bytes.
-        var only = LogPB()
+        var only = PB()
         only.fixed64Field(1, t0)
         only.message(5) { $0.stringField(1, #"{"started_at":"soon","request":{"method":"GET"}}"#) }
         #expect(rejection.raw == only.bytes)
@@ -373,7 +329,7 @@ struct OTLPLogsTests {
     }
 
     @Test func malformedProtobufIsRejected() throws {
-        let input = try logsFixture("sdk-logs.binpb")
+        let input = try otlpFixture("sdk-logs.binpb")
         let truncated = Array(input.dropLast(7))
         let results = OTLPLogsProtobufParser().parse(truncated)
         #expect(results.count == 1)
@@ -387,7 +343,7 @@ struct OTLPLogsTests {
         #expect(jsonRejection.reason.hasSuffix("(the body looks like JSON: use the otlp-logs-json format, or Content-Type: application/json)"))
 
         // A group wire type inside a log record.
-        var bad = LogPB()
+        var bad = PB()
         bad.message(1) { rl in rl.message(2) { sl in sl.message(2) { $0.bytes += [0x0B] } } }
         let group = try #require(OTLPLogsProtobufParser().parse(bad.bytes).first?.rejection)
         #expect(group.reason == "invalid protobuf at byte 6 in resourceLogs[0].scopeLogs[0].logRecords[0]: group (wire type 3) in field 1 is not supported")

@@ -6,7 +6,7 @@ import TrailCore
 // MARK: Helpers
 
 /// Reads `fixtures/otlp/<name>` from the package root.
-private func otlpFixture(_ name: String) throws -> [UInt8] {
+func otlpFixture(_ name: String) throws -> [UInt8] {
     var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
         let parent = dir.deletingLastPathComponent()
@@ -16,8 +16,8 @@ private func otlpFixture(_ name: String) throws -> [UInt8] {
     return Array(try Data(contentsOf: dir.appendingPathComponent("fixtures/otlp/\(name)")))
 }
 
-/// A minimal protobuf writer for building test bodies.
-private struct PB {
+/// A minimal protobuf writer for building test bodies (OTLP traces and logs tests).
+struct PB {
     var bytes: [UInt8] = []
 
     mutating func varint(_ value: UInt64) {
