@@ -15,7 +15,7 @@ struct Trail: AsyncParsableCommand {
         subcommands: [
             Ingest.self, CorrelateCommand.self, ChainCommand.self, WhoAccessedCommand.self, ActivityCommand.self,
             FindingsCommand.self, IdentitiesCommand.self, QueryCommand.self, EvidenceCommand.self,
-            RejectsCommand.self, Serve.self, Demo.self, Bench.self, BenchServe.self,
+            RejectsCommand.self, Serve.self, CA.self, SidecarCommand.self, Demo.self, Bench.self, BenchServe.self,
         ]
     )
 }

@@ -8,11 +8,14 @@ public struct SenderIdentity: Sendable, Hashable {
     public var tokenName: String?
     /// The peer's IP address and port.
     public var address: String
+    /// The serial (normalised hex) of the verified client certificate, if any.
+    public var certificateSerial: String?
 
-    public init(spiffeID: String? = nil, tokenName: String? = nil, address: String) {
+    public init(spiffeID: String? = nil, tokenName: String? = nil, address: String, certificateSerial: String? = nil) {
         self.spiffeID = spiffeID
         self.tokenName = tokenName
         self.address = address
+        self.certificateSerial = certificateSerial
     }
 
     /// A label for logs, metrics and the `source` of stored records.

@@ -5,6 +5,8 @@ import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import Synchronization
+import TrailCore
+import X509
 
 /// The HTTPS server behind `trail serve`: TLS 1.2+ with HTTP/1.1 and HTTP/2 (ALPN), mTLS with SPIFFE IDs or
 /// bearer tokens, size limits on headers, bodies and decompressed bodies, and a per-sender connection limit.
@@ -37,7 +39,7 @@ public final class IngestHTTPServer: Sendable {
         let settings = ConnectionSettings(
             authenticator: Authenticator(insecure: configuration.insecure, allowList: allowList, tokens: configuration.tokens),
             maxBodyBytes: configuration.maxBodyBytes, maxHeaderBytes: configuration.maxHeaderBytes,
-            handler: handler, mutualTLS: configuration.clientCAPath != nil, tasks: tasks)
+            handler: handler, mutualTLS: configuration.clientCAPath != nil, tasks: tasks, openPaths: configuration.openPaths)
         let idle = TimeAmount.nanoseconds(
             Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
                 + configuration.idleTimeout.components.attoseconds / 1_000_000_000)
@@ -181,6 +183,7 @@ struct ConnectionSettings: Sendable {
     var handler: any ServerRequestHandler
     var mutualTLS: Bool
     var tasks: TaskCounter
+    var openPaths: Set<String> = []
 }
 
 /// Counts application calls in progress, so shutdown can wait for them.
@@ -197,6 +200,7 @@ final class ConnectionContext: @unchecked Sendable {
     let settings: ConnectionSettings
     var overLimit = false
     var peer: PeerCertificateIdentity = .none
+    var peerSerial: String?
     /// Requests handed to the application and not yet answered.
     var inFlight = 0
 
@@ -210,6 +214,9 @@ final class ConnectionContext: @unchecked Sendable {
         guard settings.mutualTLS else { return }
         if let certificate = try? channel.pipeline.syncOperations.nioSSL_peerCertificate() {
             peer = PeerCertificateIdentity(verified: certificate)
+            if let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) {
+                peerSerial = CertificateSerial.normalize(bytes: parsed.serialNumber.bytes)
+            }
         }
     }
 }

@@ -99,11 +99,22 @@ final class RequestChannelHandler: ChannelInboundHandler, RemovableChannelHandle
             peer: connection.peer, authorization: head.headers.first(name: "authorization"),
             address: connection.address)
         {
-        case .allowed(let identity): sender = identity
+        case .allowed(var identity):
+            identity.certificateSerial = identity.spiffeID != nil ? connection.peerSerial : nil
+            sender = identity
         case .denied(let response):
+            let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+            if settings.openPaths.contains(path) {
+                var identity = SenderIdentity(address: connection.address)
+                if case .spiffe(let id) = connection.peer {
+                    identity.spiffeID = id.description
+                    identity.certificateSerial = connection.peerSerial
+                }
+                sender = identity
+                break
+            }
             // Liveness and readiness probes reveal nothing and must work for orchestrators without credentials.
             // They carry no body: anything else from an unauthenticated sender is refused before it is read.
-            let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
             let declaresBody = (head.headers.first(name: "content-length").map { $0 != "0" } ?? false)
                 || head.headers.contains(name: "transfer-encoding")
             guard head.method == .GET || head.method == .HEAD, path == "/healthz" || path == "/readyz", !declaresBody

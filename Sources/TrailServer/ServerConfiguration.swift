@@ -66,6 +66,10 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: Duration
     /// Event loop threads; nil means one per core (at least 2).
     public var eventLoopThreads: Int?
+    /// Paths the application authenticates itself (a certificate authority's bundle and join-token
+    /// endpoints): requests to them reach the handler without credentials, as an anonymous sender, or with the
+    /// verified client certificate's identity when there is one.
+    public var openPaths: Set<String> = []
 
     public static let defaultMaxBodyBytes = 64 << 20
     public static let defaultMaxHeaderBytes = 64 << 10

@@ -1,0 +1,108 @@
+import Foundation
+import Yams
+
+/// A configuration error naming the file, the key path and the line: `sidecar.yaml: inbound.mode (line 7): ...`.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A YAML node with the key path that led to it, for errors that say exactly where the problem is. Unknown keys
+/// are errors (a typo must not silently drop a security setting).
+struct ConfigNode {
+    let node: Node
+    let path: String
+    let file: String
+
+    static func documents(file: String) throws -> [ConfigNode] {
+        let text: String
+        do {
+            text = try SecureFile.readText(file)
+        } catch {
+            throw ConfigError("\(file): cannot read it (\(error))")
+        }
+        return try documents(text: text, file: file)
+    }
+
+    static func documents(text: String, file: String) throws -> [ConfigNode] {
+        do {
+            return try Array(compose_all(yaml: text)).map { ConfigNode(node: $0, path: "", file: file) }
+        } catch let e as YamlError {
+            throw ConfigError("\(file): not valid YAML: \(e)")
+        } catch {
+            throw ConfigError("\(file): not valid YAML: \(error)")
+        }
+    }
+
+    var location: String {
+        let line = node.mark.map { " (line \($0.line))" } ?? ""
+        return "\(file): \(path.isEmpty ? "top level" : path)\(line)"
+    }
+
+    func fail(_ message: String) -> ConfigError { ConfigError("\(location): \(message)") }
+
+    /// The mapping's members; errors if this is not a mapping or has keys outside `allowed`.
+    func mapping(allowed: Set<String>) throws -> [String: ConfigNode] {
+        guard let mapping = node.mapping else { throw fail("expected a mapping (key: value)") }
+        var out: [String: ConfigNode] = [:]
+        for (key, value) in mapping {
+            guard let name = key.string else { throw fail("keys must be strings") }
+            let child = ConfigNode(node: value, path: path.isEmpty ? name : "\(path).\(name)", file: file)
+            guard allowed.contains(name) else {
+                throw child.fail("unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
+            }
+            guard out[name] == nil else { throw child.fail("the key appears twice") }
+            out[name] = child
+        }
+        return out
+    }
+
+    var isNull: Bool { node.null != nil || (node.scalar?.string == "" && node.scalar?.style == .plain) }
+
+    func string() throws -> String {
+        guard let scalar = node.scalar else { throw fail("expected a string") }
+        return scalar.string
+    }
+
+    func int() throws -> Int {
+        guard let scalar = node.scalar, let value = Int(scalar.string) else { throw fail("expected an integer") }
+        return value
+    }
+
+    func bool() throws -> Bool {
+        guard let value = node.bool else { throw fail("expected true or false") }
+        return value
+    }
+
+    func list() throws -> [ConfigNode] {
+        guard let sequence = node.sequence else { throw fail("expected a list") }
+        return sequence.enumerated().map { ConfigNode(node: $1, path: "\(path)[\($0)]", file: file) }
+    }
+
+    func strings() throws -> [String] { try list().map { try $0.string() } }
+
+    /// `HOST:PORT` (IPv6 in brackets).
+    func hostPort() throws -> (host: String, port: Int) {
+        let text = try string()
+        guard let parsed = HostPort.parse(text) else { throw fail("'\(text)' is not HOST:PORT, e.g. 127.0.0.1:15006") }
+        return parsed
+    }
+
+    /// A path relative to the config file's folder when not absolute.
+    func filePath() throws -> String {
+        let text = try string()
+        if text.hasPrefix("/") { return text }
+        return ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(text)
+    }
+}
+
+enum HostPort {
+    static func parse(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return (host, port)
+    }
+}

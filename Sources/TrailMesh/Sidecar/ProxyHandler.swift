@@ -1,0 +1,287 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Per-connection facts of a downstream connection (the caller's side).
+final class DownstreamConnection: @unchecked Sendable {
+    var remoteAddress: String?
+    var localAddress: String?
+    /// The caller's accepted certificate (mTLS); nil for plaintext.
+    var peer: PeerCertificateFacts?
+    var tlsVersion: String?
+}
+
+/// How a proxy decides what to do with a request; one for the inbound side, one for the outbound side.
+protocol ProxyPolicy: Sendable {
+    /// Where to send the request and how to rewrite it, or a refusal (answered and logged by the handler).
+    func route(_ head: inout HTTPRequestHead, _ record: inout MeshAccessRecord, _ connection: DownstreamConnection) -> ProxyRoute
+    /// Records one finished request.
+    func finished(_ record: MeshAccessRecord)
+}
+
+enum ProxyRoute {
+    case forward(UpstreamTarget)
+    case refuse(status: HTTPResponseStatus, body: String)
+}
+
+/// An HTTP/1.1 reverse proxy for one downstream connection: routes each request (policy, upstream choice),
+/// relays it to a pooled upstream connection on the same event loop and streams the response back as it
+/// arrives. NIO's server pipeline handler keeps pipelined requests in order, so one request is in flight at a time.
+final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        /// Waiting for the upstream connection; request parts are held.
+        case connecting([HTTPClientRequestPart])
+        case forwarding
+        /// The request was refused; its body is read and dropped.
+        case refused
+    }
+
+    let policy: any ProxyPolicy
+    let pool: UpstreamPool
+    let connection: DownstreamConnection
+    let localSPIFFEID: String
+    let direction: MeshAccessRecord.Direction
+    private var state = State.idle
+    private var context: ChannelHandlerContext?
+    private var upstream: UpstreamConnection?
+    private var target: UpstreamTarget?
+    private var record: MeshAccessRecord?
+    private var requestKeepAlive = true
+    private var requestComplete = false
+    private var responseStarted = false
+    private var responseComplete = false
+    private var upstreamReusable = true
+
+    init(policy: any ProxyPolicy, pool: UpstreamPool, connection: DownstreamConnection, localSPIFFEID: String, direction: MeshAccessRecord.Direction) {
+        self.policy = policy
+        self.pool = pool
+        self.connection = connection
+        self.localSPIFFEID = localSPIFFEID
+        self.direction = direction
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(var head):
+            begin(context: context, &head)
+        case .body(let buffer):
+            record?.bytesReceived += buffer.readableBytes
+            send(.body(.byteBuffer(buffer)))
+        case .end(let trailers):
+            requestComplete = true
+            send(.end(trailers))
+            if case .refused = state { finishRefusal() }
+        }
+    }
+
+    private func begin(context: ChannelHandlerContext, _ head: inout HTTPRequestHead) {
+        requestComplete = false
+        responseStarted = false
+        responseComplete = false
+        upstreamReusable = true
+        requestKeepAlive = head.isKeepAlive
+        var r = MeshAccessRecord(
+            direction: direction, startNanos: MeshAccessRecord.nowNanos(), method: head.method.rawValue, path: head.uri,
+            localSPIFFEID: localSPIFFEID)
+        r.authority = head.headers.first(name: "host")
+        r.userAgent = head.headers.first(name: "user-agent")
+        r.traceparent = head.headers.first(name: "traceparent")
+        r.b3TraceID = head.headers.first(name: "x-b3-traceid")
+        r.b3SpanID = head.headers.first(name: "x-b3-spanid")
+        r.b3ParentSpanID = head.headers.first(name: "x-b3-parentspanid")
+        r.b3Sampled = head.headers.first(name: "x-b3-sampled")
+        if head.headers.first(name: "x-request-id") == nil {
+            head.headers.add(name: "x-request-id", value: UUID().uuidString.lowercased())
+        }
+        r.requestID = head.headers.first(name: "x-request-id")
+        r.downstreamRemote = connection.remoteAddress
+        r.downstreamLocal = connection.localAddress
+        if direction == .inbound {
+            r.peer = connection.peer
+            r.tlsVersion = connection.tlsVersion
+        }
+        // Hop-by-hop headers are this connection's, not the upstream's.
+        for name in head.headers[canonicalForm: "connection"] { head.headers.remove(name: String(name)) }
+        for name in ["connection", "keep-alive", "proxy-connection", "te", "upgrade", "proxy-authorization"] {
+            head.headers.remove(name: name)
+        }
+        let route = policy.route(&head, &r, connection)
+        record = r
+        switch route {
+        case .refuse(let status, let body):
+            state = .refused
+            respond(status: status, body: body)
+            if requestComplete { finishRefusal() }
+        case .forward(let target):
+            self.target = target
+            state = .connecting([.head(head)])
+            let loop = context.eventLoop
+            pool.acquire(target, on: loop).hop(to: loop).assumeIsolated().whenComplete { [self] result in
+                switch result {
+                case .success(let upstream): attach(upstream)
+                case .failure(let error): upstreamFailed(error)
+                }
+            }
+        }
+    }
+
+    private func send(_ part: HTTPClientRequestPart) {
+        switch state {
+        case .connecting(var parts):
+            parts.append(part)
+            state = .connecting(parts)
+        case .forwarding:
+            guard let upstream else { return }
+            if case .end = part {
+                upstream.channel.writeAndFlush(part, promise: nil)
+            } else {
+                upstream.channel.write(part, promise: nil)
+            }
+        case .idle, .refused:
+            break
+        }
+    }
+
+    private func attach(_ upstream: UpstreamConnection) {
+        guard case .connecting(let parts) = state, context != nil else {
+            pool.release(upstream, target!)
+            return
+        }
+        self.upstream = upstream
+        upstream.owner = self
+        record?.upstreamHost = upstream.remoteAddress
+        record?.upstreamLocal = upstream.localAddress
+        if direction == .outbound {
+            record?.peer = upstream.peer
+            record?.tlsVersion = upstream.tlsVersion
+        }
+        state = .forwarding
+        for part in parts { upstream.channel.write(part, promise: nil) }
+        upstream.channel.flush()
+    }
+
+    private func upstreamFailed(_ error: any Error) {
+        guard case .connecting = state else { return }
+        state = .refused
+        let failure = error as? UpstreamFailure
+        record?.responseFlags = failure?.flags ?? "UF"
+        record?.refusal = failure?.details ?? "\(error)"
+        if direction == .outbound, let peer = failure?.peer { record?.peer = peer }
+        record?.responseCodeDetails = "upstream_reset_before_response_started{connection_failure}"
+        respond(status: .serviceUnavailable, body: "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+        if requestComplete { finishRefusal() }
+    }
+
+    /// Answers a refused request itself (the body is short text, as Envoy's local replies are).
+    private func respond(status: HTTPResponseStatus, body: String) {
+        guard let context else { return }
+        record?.status = Int(status.code)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "text/plain")
+        headers.add(name: "content-length", value: String(body.utf8.count))
+        if !requestKeepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        record?.bytesSent += body.utf8.count
+        responseStarted = true
+    }
+
+    private func finishRefusal() {
+        guard let context, case .refused = state else { return }
+        state = .idle
+        complete(context: context)
+    }
+
+    /// Ends the response (refusals) and logs.
+    private func complete(context: ChannelHandlerContext) {
+        let keepAlive = requestKeepAlive
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { channel.close(promise: nil) }
+        }
+        log()
+    }
+
+    private func log() {
+        guard var r = record else { return }
+        r.durationNanos = MeshAccessRecord.nowNanos() - r.startNanos
+        record = nil
+        policy.finished(r)
+    }
+
+    // MARK: From the upstream (same event loop)
+
+    func upstreamRead(_ part: HTTPClientResponsePart) {
+        guard let context else { return }
+        switch part {
+        case .head(var head):
+            responseStarted = true
+            record?.status = Int(head.status.code)
+            if !head.isKeepAlive { upstreamReusable = false }
+            for name in head.headers[canonicalForm: "connection"] { head.headers.remove(name: String(name)) }
+            for name in ["connection", "keep-alive", "proxy-connection"] { head.headers.remove(name: name) }
+            if !requestKeepAlive { head.headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: head.headers))), promise: nil)
+        case .body(let buffer):
+            record?.bytesSent += buffer.readableBytes
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        case .end(let trailers):
+            responseComplete = true
+            let keepAlive = requestKeepAlive
+            if let upstream, let target {
+                upstream.owner = nil
+                if upstreamReusable && requestComplete { pool.release(upstream, target) } else { upstream.channel.close(promise: nil) }
+            }
+            upstream = nil
+            state = .idle
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { _ in
+                if !keepAlive { channel.close(promise: nil) }
+            }
+            log()
+        }
+    }
+
+    func upstreamClosed() {
+        guard let context, case .forwarding = state, !responseComplete else { return }
+        upstream = nil
+        if responseStarted {
+            // Cannot tell the client cleanly any more: close, as a proxy does.
+            record?.responseFlags = "UPE"
+            log()
+            state = .idle
+            context.close(promise: nil)
+        } else {
+            state = .refused
+            record?.responseFlags = "UC"
+            record?.responseCodeDetails = "upstream_reset_before_response_started{connection_termination}"
+            respond(status: .serviceUnavailable, body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
+            if requestComplete { finishRefusal() }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let upstream {
+            upstream.owner = nil
+            upstream.channel.close(promise: nil)
+        }
+        upstream = nil
+        if var r = record {
+            if r.status == 0 { r.responseFlags = "DC" }
+            record = r
+            log()
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

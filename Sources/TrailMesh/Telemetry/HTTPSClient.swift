@@ -1,0 +1,169 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+
+/// A small HTTP/1.1 client for control-plane calls (the CA's API, shipping telemetry to `trail serve`): one
+/// request per connection, TLS with the caller's trust roots and optional client certificate, the server's
+/// SPIFFE ID checked when one is expected.
+public struct HTTPSClient: Sendable {
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: [UInt8]
+        public var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    /// Where to connect and how to trust it.
+    public struct Endpoint: Sendable {
+        public var host: String
+        public var port: Int
+        public var tls: Bool
+        /// Base path (no trailing slash), from the URL.
+        public var basePath: String
+
+        public init(url text: String) throws {
+            guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
+                let host = url.host
+            else {
+                throw MeshError("'\(text)' is not an http(s) URL such as https://127.0.0.1:4318")
+            }
+            self.host = host
+            self.tls = scheme == "https"
+            self.port = url.port ?? (tls ? 443 : 80)
+            var path = url.path
+            while path.hasSuffix("/") { path.removeLast() }
+            self.basePath = path
+        }
+
+        public var description: String { "\(tls ? "https" : "http")://\(host):\(port)\(basePath)" }
+    }
+
+    let group: any EventLoopGroup
+    /// The TLS context for each new connection (it may change as certificates rotate).
+    let tlsContext: @Sendable () throws -> NIOSSLContext?
+    /// When set, the server's certificate must carry exactly this SPIFFE ID (checked after the handshake).
+    let expectedServerID: String?
+    let timeout: TimeAmount
+
+    public init(
+        group: any EventLoopGroup, expectedServerID: String? = nil, timeout: TimeAmount = .seconds(10),
+        tlsContext: @escaping @Sendable () throws -> NIOSSLContext?
+    ) {
+        self.group = group
+        self.tlsContext = tlsContext
+        self.expectedServerID = expectedServerID
+        self.timeout = timeout
+    }
+
+    public func request(
+        _ method: HTTPMethod, _ endpoint: Endpoint, path: String, headers: [(String, String)] = [], body: [UInt8] = []
+    ) async throws -> Response {
+        let context = endpoint.tls ? try tlsContext() : nil
+        if endpoint.tls && context == nil { throw MeshError("\(endpoint.description): no TLS settings to connect with") }
+        let promise = group.next().makePromise(of: Response.self)
+        let expected = expectedServerID
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let context {
+                        let handler = try NIOSSLClientHandler(context: context, serverHostname: nil)
+                        try sync.addHandler(handler)
+                        if let expected { try sync.addHandler(ServerIdentityCheck(expected: expected)) }
+                    }
+                    try sync.addHTTPClientHandlers()
+                    try sync.addHandler(ResponseCollector(promise: promise))
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+        } catch {
+            promise.fail(error)
+            throw MeshError("cannot connect to \(endpoint.description): \(error)")
+        }
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.basePath + path)
+        head.headers.add(name: "host", value: "\(endpoint.host):\(endpoint.port)")
+        head.headers.add(name: "content-length", value: String(body.count))
+        head.headers.add(name: "connection", value: "close")
+        head.headers.add(name: "user-agent", value: "trail")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        let timer = channel.eventLoop.scheduleTask(in: timeout) {
+            promise.fail(MeshError("\(endpoint.description)\(path): no answer within \(timeout.nanoseconds / 1_000_000_000) s"))
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            return try await promise.futureResult.get()
+        } catch let e as MeshError {
+            throw e
+        } catch {
+            throw MeshError("\(method) \(endpoint.description)\(path): \(error)")
+        }
+    }
+}
+
+/// Collects one response and closes the connection.
+final class ResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    private let promise: EventLoopPromise<HTTPSClient.Response>
+    private var status = 0
+    private var body: [UInt8] = []
+    private let limit = 16 << 20
+
+    init(promise: EventLoopPromise<HTTPSClient.Response>) { self.promise = promise }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): status = Int(head.status.code)
+        case .body(let buffer):
+            guard body.count + buffer.readableBytes <= limit else {
+                promise.fail(MeshError("response body exceeds \(limit) bytes"))
+                context.close(promise: nil)
+                return
+            }
+            body.append(contentsOf: buffer.readableBytesView)
+        case .end:
+            promise.succeed(.init(status: status, body: body))
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(MeshError("the server closed the connection before answering"))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+}
+
+/// Checks, once the TLS handshake is done, that the server presented the expected SPIFFE ID.
+final class ServerIdentityCheck: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let expected: String
+
+    init(expected: String) { self.expected = expected }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            let peer = try? context.pipeline.syncOperations.nioSSL_peerCertificate()
+            let id = peer.flatMap { SVIDInspector.spiffeID(of: $0) }
+            if id != expected {
+                context.fireErrorCaught(MeshError("the server presented \(id ?? "no SPIFFE ID"), expected \(expected)"))
+                context.close(promise: nil)
+                return
+            }
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
