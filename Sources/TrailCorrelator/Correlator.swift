@@ -103,7 +103,7 @@ public struct Correlator: Sendable {
         // Pass 2: access logs join the best compatible hop, or start their own.
         for (i, stored) in observations.enumerated()
         where [.gateway, .outbound, .inbound].contains(stored.observation.kind) {
-            if let h = duplicateTarget(of: i, observations, assemblies) {
+            if let h = duplicateTarget(of: i, observations, assemblies) ?? proxyTwinTarget(of: i, observations, assemblies) {
                 place(i, into: h)
                 continue
             }
@@ -165,6 +165,25 @@ public struct Correlator: Sendable {
         let o = observations[i].observation
         for (h, a) in assemblies.enumerated() {
             if let j = a.slots[o.kind], observations[j].observation == o { return h }
+        }
+        return nil
+    }
+
+    /// The same request as a proxy reported it twice, in two formats (its access-log line and its own span):
+    /// same kind, same wire parent, same request line, status and identities, started within 2 ms.
+    private func proxyTwinTarget(of i: Int, _ observations: [StoredObservation], _ assemblies: [Assembly]) -> Int? {
+        let o = observations[i].observation
+        guard o.kind == .inbound || o.kind == .outbound, let parent = o.parentSpanID else { return nil }
+        for (h, a) in assemblies.enumerated() {
+            guard let j = a.slots[o.kind] else { continue }
+            let t = observations[j].observation
+            let (gap, overflow) = t.start.nanoseconds.subtractingReportingOverflow(o.start.nanoseconds)
+            if t.format != o.format, t.parentSpanID == parent, t.method == o.method, t.path == o.path, t.status == o.status,
+                identity(t.caller) == identity(o.caller), identity(t.callee) == identity(o.callee),
+                !overflow, gap.magnitude <= 2_000_000
+            {
+                return h
+            }
         }
         return nil
     }

@@ -68,10 +68,13 @@ enum OTLPSpanMapper {
             }
             parentSpanID = span.parentSpanID.flatMap(TraceIDs.spanID(bytes:))
         }
+        // A proxy's own span (Envoy and Trail's sidecar mark them `component: proxy`) is what its access-log line
+        // says, not a hop of the application: it maps to the same kind as that line.
+        let proxy = span.attributes.contains { $0.key == "component" && $0.value == .string("proxy") }
         let kind: ObservationKind
         switch span.kind {
-        case 2: kind = .serverSpan
-        case 3: kind = .clientSpan
+        case 2: kind = proxy ? .inbound : .serverSpan
+        case 3: kind = proxy ? .outbound : .clientSpan
         default: return .success(nil)
         }
         guard span.startTimeUnixNano != 0 else {
@@ -126,10 +129,15 @@ enum OTLPSpanMapper {
         }
 
         switch kind {
-        case .serverSpan:
+        case .serverSpan, .inbound:
             mapServer(&obs, attributes: a, service: service)
         default:
             mapClient(&obs, attributes: a, service: service)
+        }
+        if proxy {
+            // The span is the proxy's; the request's wire ids are its parent's, as an access-log line records them.
+            obs.spanID = nil
+            obs.transport = a.string("trail.transport").flatMap(Transport.init(rawValue:)) ?? obs.transport
         }
         return .success(obs)
     }

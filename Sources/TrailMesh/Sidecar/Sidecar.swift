@@ -5,6 +5,7 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 import Synchronization
+import TrailCore
 
 /// `trail sidecar`: one workload's mesh proxy. Inbound, it terminates mTLS (or, in PERMISSIVE mode, also accepts
 /// plaintext), verifies the caller's X509-SVID, applies the authorization policies and forwards to the local app
@@ -55,7 +56,8 @@ public final class Sidecar: Sendable {
     // MARK: Inbound
 
     private func bindInbound(pool: UpstreamPool) async throws -> String {
-        let policy = InboundPolicy(configuration: configuration, engine: PolicyEngine(policies: configuration.policies), telemetry: telemetry)
+        let policy = InboundPolicy(
+            configuration: configuration, engine: PolicyEngine(policies: configuration.policies), identity: identity, telemetry: telemetry)
         let identity = self.identity
         let telemetry = self.telemetry
         let mode = configuration.mode
@@ -199,7 +201,6 @@ final class HandshakeObserver: ChannelInboundHandler, RemovableChannelHandler {
             r.responseFlags = "-"
             r.responseCodeDetails = "filter_chain_not_found"
             r.refusal = refusal.reason ?? Self.describe(error)
-            r.policy = "deny"
             telemetry.record(r)
         }
         context.close(promise: nil)
@@ -238,8 +239,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        context.pipeline.syncOperations.removeHandler(self, promise: nil)
         context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
     }
 }
 
@@ -247,10 +248,27 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
 struct InboundPolicy: ProxyPolicy {
     let configuration: SidecarConfiguration
     let engine: PolicyEngine
+    let identity: WorkloadIdentity
     let telemetry: TelemetrySink
 
     func route(_ head: inout HTTPRequestHead, _ record: inout MeshAccessRecord, _ connection: DownstreamConnection) -> ProxyRoute {
         record.upstreamCluster = "inbound|\(configuration.appPort)||\(configuration.service)"
+        // The certificate is judged at call time, not only at the handshake: a keep-alive connection must not
+        // outlive the revocation or expiry of the certificate that opened it.
+        if let peer = connection.peer {
+            let now = Timestamp(nanoseconds: record.startNanos)
+            var problem: String?
+            if identity.current.trust.revokedSerials.contains(peer.serial) {
+                problem = "certificate \(peer.serial) is revoked"
+            } else if now > peer.notAfter {
+                problem = "the certificate expired at \(peer.notAfter.rfc3339(fractionDigits: 0))"
+            }
+            if let problem {
+                record.refusal = problem
+                record.responseCodeDetails = "peer_certificate_rejected"
+                return .refuse(status: .forbidden, body: "peer certificate rejected: \(problem)")
+            }
+        }
         let decision = engine.decide(AuthorizationRequest(principal: connection.peer?.spiffeID, method: head.method.rawValue, path: head.uri))
         record.policyName = decision.policy ?? decision.dryRunPolicy
         if !decision.allowed {

@@ -141,16 +141,24 @@ public struct MeshAccessRecord: Sendable {
         func intAttr(_ key: String, _ v: Int) -> JSONValue {
             .object([("key", .string(key)), ("value", .object([("intValue", .string(String(v)))]))])
         }
+        let inbound = direction == .inbound
+        let caller = inbound ? peer?.spiffeID : localSPIFFEID
+        let callee = inbound ? localSPIFFEID : peer?.spiffeID
         var attributes: [JSONValue] = [
             attr("component", "proxy"), attr("trail.direction", direction.rawValue),
             attr("http.request.method", method), attr("url.path", String(path.prefix { $0 != "?" })),
             attr("server.address", authority), attr("user_agent.original", userAgent), attr("http.request.header.x-request-id", requestID),
-            attr("trail.local.spiffe_id", localSPIFFEID), attr("trail.peer.spiffe_id", peer?.spiffeID),
-            attr("trail.peer.certificate.serial", peer?.serial), attr("trail.peer.certificate.sha256", peer?.fingerprintSHA256),
-            attr("tls.protocol.version", tlsVersion), attr("trail.transport", tlsVersion == nil ? "plaintext" : "mtls"),
-            attr("trail.policy.decision", policy), attr("trail.policy.name", policyName), attr("trail.refusal", refusal),
+            attr("trail.caller.spiffe_id", caller), attr("trail.callee.spiffe_id", callee),
+            attr(inbound ? "trail.caller.serial" : "trail.callee.serial", peer?.serial),
+            attr(inbound ? "tls.client.hash.sha256" : "tls.server.hash.sha256", peer?.fingerprintSHA256),
+            attr(inbound ? "tls.client.subject" : "tls.server.subject", peer?.subject),
+            attr(inbound ? "tls.client.not_before" : "tls.server.not_before", peer?.notBefore.rfc3339(fractionDigits: 0)),
+            attr(inbound ? "tls.client.not_after" : "tls.server.not_after", peer?.notAfter.rfc3339(fractionDigits: 0)),
+            attr("tls.protocol.version", tlsVersion.map { $0.hasPrefix("TLSv") ? String($0.dropFirst(4)) : $0 }),
+            attr("trail.transport", tlsVersion == nil ? "plaintext" : "mtls"),
+            attr("trail.policy", policy), attr("trail.policy.name", policyName), attr("trail.refusal", refusal),
             attr("upstream_cluster", upstreamCluster), attr("response_flags", responseFlags),
-            attr("network.peer.address", (direction == .inbound ? downstreamRemote : upstreamHost)),
+            attr("network.peer.address", (inbound ? downstreamRemote : upstreamHost)),
         ].compactMap { $0 }
         attributes.append(intAttr("http.response.status_code", status))
         var span: [(String, JSONValue)] = [
