@@ -80,12 +80,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Incident reports (model built from the store, one renderer per format)
+        .target(
+            name: "TrailReport",
+            dependencies: ["TrailCore", "TrailStore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Command line
         .executableTarget(
             name: "TrailCLI",
             dependencies: [
                 "TrailCore", "TrailFormats", "TrailCorrelator", "TrailStore", "TrailCompression", "TrailServer",
-                "TrailIngest",
+                "TrailIngest", "TrailReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -120,6 +127,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TrailReportTests",
+            dependencies: ["TrailReport", "TrailStore", "TrailCore", "TrailCompression", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
