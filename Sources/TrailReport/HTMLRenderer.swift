@@ -13,8 +13,8 @@ public struct HTMLRenderer: ReportRenderer {
         h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { border-bottom: 2px solid #cfd8dc; padding-bottom: .2rem; margin-top: 2rem; }
         .meta { color: #546e7a; }
         table { border-collapse: collapse; width: 100%; margin: .6rem 0; font-size: 13px; }
-        th, td { border: 1px solid #cfd8dc; padding: 3px 6px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
-        th { background: #eceff1; }
+        th, td { border: 1px solid #cfd8dc; padding: 3px 6px; text-align: left; vertical-align: top; overflow-wrap: break-word; }
+        th { background: #eceff1; } td.nowrap { white-space: nowrap; }
         dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
         dl.summary dt { font-weight: bold; }
         .sev-high, .sev-critical, .bad { color: #b71c1c; font-weight: bold; }
@@ -22,7 +22,7 @@ public struct HTMLRenderer: ReportRenderer {
         .finding { border-left: 4px solid #c62828; padding: .2rem .8rem; margin: .8rem 0; background: #fff5f5; }
         .diagram { overflow-x: auto; } svg.chain-diagram { font-family: system-ui, sans-serif; }
         pre { background: #f5f7f8; border: 1px solid #cfd8dc; padding: .5rem; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px; max-height: 24rem; overflow: auto; }
-        code { font-size: 12px; overflow-wrap: anywhere; }
+        code { font-size: 12px; overflow-wrap: break-word; }
         @media print {
           body { margin: 0; max-width: none; font-size: 10pt; }
           h2 { break-after: avoid; } section.chain, .finding, tr { break-inside: avoid; }
@@ -73,8 +73,9 @@ public struct HTMLRenderer: ReportRenderer {
         // Timeline
         out += "<section id=\"timeline\"><h2>Timeline</h2>\n<table><thead><tr><th>time</th><th>trace</th><th>hop</th><th>event</th></tr></thead><tbody>\n"
         for t in r.timeline {
-            let cls = t.kind == .hop ? "" : " class=\"bad\""
-            out += "<tr><td>\(ReportText.time(t.time))</td><td><code>\(e(t.traceID ?? ""))</code></td><td>\(t.hop.map(String.init) ?? "")</td><td\(cls)>\(e(t.text))</td></tr>\n"
+            let alarming = t.kind == .finding || (t.kind == .certificate && (t.text.hasSuffix(" revoked") || t.text.contains(" revoked (") || t.text.contains(" expired")))
+            let cls = alarming ? " class=\"bad\"" : ""
+            out += "<tr><td class=\"nowrap\">\(ReportText.time(t.time))</td><td class=\"nowrap\"><code>\(e(t.traceID ?? ""))</code></td><td>\(t.hop.map(String.init) ?? "")</td><td\(cls)>\(e(t.text))</td></tr>\n"
         }
         out += "</tbody></table></section>\n"
 
@@ -88,7 +89,7 @@ public struct HTMLRenderer: ReportRenderer {
             for h in c.hops {
                 let f = ReportText.findings(of: h, in: c).map { "<span class=\"sev-\($0.severity.rawValue)\">\($0.kind.rawValue)</span>" }.joined(separator: ", ")
                 let cert = ReportText.isBadState(h.certificateState) ? "<span class=\"bad\">\(e(ReportText.certificate(h)))</span>" : e(ReportText.certificate(h))
-                out += "<tr><td>\(h.index)</td><td>\(h.parent.map(String.init) ?? "")</td><td><code>\(e(h.caller))</code> → <code>\(e(h.callee))</code></td><td>\(e(ReportText.request(h)))</td><td>\(h.status.map(String.init) ?? "")</td><td>\(ReportText.time(h.start))</td><td>\(h.transport?.rawValue ?? "?")</td><td>\(cert)</td><td>\(h.policy?.rawValue ?? "")</td><td>\(e(h.userAgent ?? ""))</td><td>\(f)</td></tr>\n"
+                out += "<tr><td>\(h.index)</td><td>\(h.parent.map(String.init) ?? "")</td><td><code>\(e(h.caller))</code> → <code>\(e(h.callee))</code></td><td>\(e(ReportText.request(h)))</td><td>\(h.status.map(String.init) ?? "")</td><td class=\"nowrap\">\(ReportText.time(h.start))</td><td>\(h.transport?.rawValue ?? "?")</td><td>\(cert)</td><td>\(h.policy?.rawValue ?? "")</td><td>\(e(h.userAgent ?? ""))</td><td>\(f)</td></tr>\n"
             }
             out += "</tbody></table>\n"
             for g in c.gaps { out += "<p>Gap before hop \(g.beforeHop): \(e(g.detail))</p>\n" }

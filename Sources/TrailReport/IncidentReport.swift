@@ -36,7 +36,7 @@ public struct IncidentReport: Sendable {
             out.append(Shell.command(["trail", "findings", "--trace", t] + db))
         }
         if let first = evidence.records.first {
-            out.append(Shell.command(["trail", "evidence", String(first.id), "--verbose"] + db) + "   # and each record id below")
+            out.append(Shell.command(["trail", "evidence", String(first.id), "--verbose"] + db) + "   # likewise for every evidence record id")
         }
         out.append(Shell.command(["trail", "report"] + reportArguments + ["--format", "json", "-o", "report.json"] + db))
         out.append(Shell.command(["trail", "verify", "report.json"] + db))
