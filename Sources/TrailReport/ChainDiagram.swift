@@ -109,7 +109,7 @@ struct ChainDiagram {
     func box(x: Int, y: Int, identity: String, fill: String, stroke: String) -> String {
         "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(Self.boxWidth)\" height=\"\(Self.boxHeight)\" rx=\"6\" fill=\"\(fill)\" stroke=\"\(stroke)\" stroke-width=\"1.5\"/>"
             + "<text x=\"\(x + 12)\" y=\"\(y + 20)\" font-size=\"14\" font-weight=\"bold\">\(Escape.html(Self.clip(Names.short(identity), 24)))</text>"
-            + "<text x=\"\(x + 12)\" y=\"\(y + 36)\" font-size=\"10\" fill=\"#546e7a\">\(Escape.html(Self.clip(identity, 34)))</text>"
+            + "<text x=\"\(x + 12)\" y=\"\(y + 36)\" font-size=\"10\" fill=\"#546e7a\">\(Escape.html(Self.clipLeft(identity.hasPrefix("spiffe://") ? String(identity.dropFirst(9)) : identity, 34)))</text>"
     }
 
     /// An elbow from the parent box (down its left side) to the child box's left edge.
@@ -119,6 +119,11 @@ struct ChainDiagram {
         let x1 = 8 + Self.indent * toDepth - 7
         let y1 = 4 + toRow * Self.rowHeight + Self.boxHeight / 2
         return "<path d=\"M \(x0) \(y0) L \(x0) \(y1) L \(x1) \(y1)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.6\"\(dashed ? " stroke-dasharray=\"5 3\"" : "") marker-end=\"url(#\(markerID))\"/>"
+    }
+
+    /// Keeps the end of an identity (its most specific part) to a width.
+    static func clipLeft(_ s: String, _ n: Int) -> String {
+        s.count > n ? "…" + String(s.suffix(n - 1)) : s
     }
 
     /// Keeps diagram text to a width; the full strings are in the tables.

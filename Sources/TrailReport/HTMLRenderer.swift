@@ -70,15 +70,6 @@ public struct HTMLRenderer: ReportRenderer {
         item("What was wrong", r.findings.isEmpty ? e(ReportText.verdict(r)) : "<span class=\"bad\">\(e(ReportText.verdict(r)))</span>")
         out += "</dl></section>\n"
 
-        // Timeline
-        out += "<section id=\"timeline\"><h2>Timeline</h2>\n<table><thead><tr><th>time</th><th>trace</th><th>hop</th><th>event</th></tr></thead><tbody>\n"
-        for t in r.timeline {
-            let alarming = t.kind == .finding || (t.kind == .certificate && (t.text.hasSuffix(" revoked") || t.text.contains(" revoked (") || t.text.contains(" expired")))
-            let cls = alarming ? " class=\"bad\"" : ""
-            out += "<tr><td class=\"nowrap\">\(ReportText.time(t.time))</td><td class=\"nowrap\"><code>\(e(t.traceID ?? ""))</code></td><td>\(t.hop.map(String.init) ?? "")</td><td\(cls)>\(e(t.text))</td></tr>\n"
-        }
-        out += "</tbody></table></section>\n"
-
         // Chains
         out += "<section id=\"chains\"><h2>Chains</h2>\n"
         for c in r.chains {
@@ -114,6 +105,15 @@ public struct HTMLRenderer: ReportRenderer {
             out += "</dl></div>\n"
         }
         out += "</section>\n"
+
+        // Timeline
+        out += "<section id=\"timeline\"><h2>Timeline</h2>\n<table><thead><tr><th>time</th><th>trace</th><th>hop</th><th>event</th></tr></thead><tbody>\n"
+        for t in r.timeline {
+            let alarming = t.kind == .finding || (t.kind == .certificate && (t.text.hasSuffix(" revoked") || t.text.contains(" revoked (") || t.text.contains(" expired")))
+            let cls = alarming ? " class=\"bad\"" : ""
+            out += "<tr><td class=\"nowrap\">\(ReportText.time(t.time))</td><td class=\"nowrap\"><code>\(e(t.traceID ?? ""))</code></td><td>\(t.hop.map(String.init) ?? "")</td><td\(cls)>\(e(t.text))</td></tr>\n"
+        }
+        out += "</tbody></table></section>\n"
 
         // Identities
         out += "<section id=\"identities\"><h2>Identities and certificates</h2>\n<p>Certificate states are judged at \(ReportText.time(r.judgedAt)), the end of the last chain.</p>\n"

@@ -31,16 +31,6 @@ public struct MarkdownRenderer: ReportRenderer {
         line("- **What was wrong:** \(e(ReportText.verdict(r)))")
         line()
 
-        line("## Timeline")
-        line()
-        line("| time | trace | hop | event |")
-        line("|---|---|---|---|")
-        for t in r.timeline {
-            let marker = t.kind == .finding ? "**finding** " : (t.kind == .certificate ? "certificate event: " : "")
-            line("| \(ReportText.time(t.time)) | \(e(t.traceID ?? "")) | \(t.hop.map(String.init) ?? "") | \(marker)\(e(t.kind == .certificate ? String(t.text.dropFirst("certificate ".count)) : t.text)) |")
-        }
-        line()
-
         line("## Chains")
         for c in r.chains {
             line()
@@ -78,6 +68,16 @@ public struct MarkdownRenderer: ReportRenderer {
             line("- **Evidence:** records \(x.rawRecordIDs.map(String.init).joined(separator: ", "))")
             line()
         }
+
+        line("## Timeline")
+        line()
+        line("| time | trace | hop | event |")
+        line("|---|---|---|---|")
+        for t in r.timeline {
+            let marker = t.kind == .finding ? "**finding** " : (t.kind == .certificate ? "certificate event: " : "")
+            line("| \(ReportText.time(t.time)) | \(e(t.traceID ?? "")) | \(t.hop.map(String.init) ?? "") | \(marker)\(e(t.kind == .certificate ? String(t.text.dropFirst("certificate ".count)) : t.text)) |")
+        }
+        line()
 
         line("## Identities and certificates")
         line()
