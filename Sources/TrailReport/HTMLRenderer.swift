@@ -15,6 +15,7 @@ public struct HTMLRenderer: ReportRenderer {
         table { border-collapse: collapse; width: 100%; margin: .6rem 0; font-size: 13px; }
         th, td { border: 1px solid #cfd8dc; padding: 3px 6px; text-align: left; vertical-align: top; overflow-wrap: break-word; }
         th { background: #eceff1; } td.nowrap { white-space: nowrap; }
+        table.hops { font-size: 12px; } table.hops td { max-width: 16rem; } div.scroll { overflow-x: auto; } table.hops code { font-size: 11px; }
         dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
         dl.summary dt { font-weight: bold; }
         .sev-high, .sev-critical, .bad { color: #b71c1c; font-weight: bold; }
@@ -25,8 +26,9 @@ public struct HTMLRenderer: ReportRenderer {
         code { font-size: 12px; overflow-wrap: break-word; }
         @media print {
           body { margin: 0; max-width: none; font-size: 10pt; }
-          h2 { break-after: avoid; } section.chain, .finding, tr { break-inside: avoid; }
+          h2, h3 { break-after: avoid; } .diagram, .finding, tr { break-inside: avoid; }
           pre { max-height: none; overflow: visible; }
+          div.scroll { overflow: visible; } table.hops { font-size: 8pt; } table.hops td { max-width: 11rem; }
           svg.chain-diagram { max-width: 100%; height: auto; }
           a { color: inherit; text-decoration: none; }
         }
@@ -76,13 +78,13 @@ public struct HTMLRenderer: ReportRenderer {
             out += "<section class=\"chain\" id=\"trace-\(e(c.traceID))\"><h3>Trace <code>\(e(c.traceID))</code></h3>\n"
             out += "<p>Origin: \(e(ReportText.origin(c.origin)))</p>\n"
             out += "<div class=\"diagram\">\n" + ChainDiagram(chain: c).render() + "\n</div>\n"
-            out += "<table><thead><tr><th>#</th><th>parent</th><th>caller → callee</th><th>request</th><th>status</th><th>start</th><th>transport</th><th>certificate</th><th>policy</th><th>user agent</th><th>findings</th></tr></thead><tbody>\n"
+            out += "<div class=\"scroll\"><table class=\"hops\"><thead><tr><th>#</th><th>parent</th><th>caller → callee</th><th>request</th><th>status</th><th>start</th><th>transport</th><th>certificate</th><th>policy</th><th>user agent</th><th>findings</th></tr></thead><tbody>\n"
             for h in c.hops {
                 let f = ReportText.findings(of: h, in: c).map { "<span class=\"sev-\($0.severity.rawValue)\">\($0.kind.rawValue)</span>" }.joined(separator: ", ")
                 let cert = ReportText.isBadState(h.certificateState) ? "<span class=\"bad\">\(e(ReportText.certificate(h)))</span>" : e(ReportText.certificate(h))
-                out += "<tr><td>\(h.index)</td><td>\(h.parent.map(String.init) ?? "")</td><td><code>\(e(h.caller))</code> → <code>\(e(h.callee))</code></td><td>\(e(ReportText.request(h)))</td><td>\(h.status.map(String.init) ?? "")</td><td class=\"nowrap\">\(ReportText.time(h.start))</td><td>\(h.transport?.rawValue ?? "?")</td><td>\(cert)</td><td>\(h.policy?.rawValue ?? "")</td><td>\(e(h.userAgent ?? ""))</td><td>\(f)</td></tr>\n"
+                out += "<tr><td>\(h.index)</td><td>\(h.parent.map(String.init) ?? "")</td><td><code>\(e(h.caller))</code> →<br><code>\(e(h.callee))</code></td><td>\(e(ReportText.request(h)))</td><td>\(h.status.map(String.init) ?? "")</td><td>\(ReportText.time(h.start))</td><td>\(h.transport?.rawValue ?? "?")</td><td>\(cert)</td><td>\(h.policy?.rawValue ?? "")</td><td>\(e(h.userAgent ?? ""))</td><td>\(f)</td></tr>\n"
             }
-            out += "</tbody></table>\n"
+            out += "</tbody></table></div>\n"
             for g in c.gaps { out += "<p>Gap before hop \(g.beforeHop): \(e(g.detail))</p>\n" }
             out += "</section>\n"
         }
