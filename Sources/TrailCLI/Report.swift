@@ -89,7 +89,16 @@ struct ReportCommand: ParsableCommand {
                 throw CLIError("no query '\(name)' in \(dir); see `trail query --list`")
             }
             request.query = q
-            request.queryParameters = Dictionary(parameters, uniquingKeysWith: { _, last in last })
+            var given = Dictionary(parameters, uniquingKeysWith: { _, last in last })
+            // A query that declares `since`/`until` gets the report's window unless --param names them.
+            let declared = Set(q.parameters.map(\.name))
+            if let since = request.window.since, declared.contains("since"), given["since"] == nil {
+                given["since"] = since.rfc3339(fractionDigits: 9)
+            }
+            if let until = request.window.until, declared.contains("until"), given["until"] == nil {
+                given["until"] = until.rfc3339(fractionDigits: 9)
+            }
+            request.queryParameters = given
         }
         return request
     }

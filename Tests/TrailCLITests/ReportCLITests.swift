@@ -136,6 +136,8 @@ struct ReportCLITests {
         #expect(windowed?["chains"]?.array?.compactMap { $0["trace_id"]?.string } == [Self.t3])
         let query = try CLI.run(["report", "--query", "findings_by_kind", "--param", "kind=revoked-certificate", "--format", "json", "--db", db]).json
         #expect(query?["chains"]?.array?.compactMap { $0["trace_id"]?.string } == [Self.t3])
+        let queryWindow = try CLI.run(["report", "--query", "findings_by_kind", "--param", "kind=revoked-certificate", "--since", "2026-05-04T10:11:00Z", "--db", db])
+        #expect(queryWindow.status == 1 && queryWindow.stderr.contains("no chains for query findings_by_kind"))
         // -o writes the file and says so on stderr.
         let out = "\(ReportFixtures.workDir)/content.html"
         let html = try CLI.run(["report", "--trace", Self.t3, "--format", "html", "-o", out, "--db", db])
