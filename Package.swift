@@ -99,12 +99,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Incident reports (model built from the store, one renderer per format)
+        .target(
+            name: "TrailReport",
+            dependencies: ["TrailCore", "TrailStore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Command line
         .executableTarget(
             name: "TrailCLI",
             dependencies: [
                 "TrailCore", "TrailFormats", "TrailCorrelator", "TrailStore", "TrailCompression", "TrailServer",
-                "TrailIngest", "TrailMesh",
+                "TrailIngest", "TrailMesh", "TrailReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -146,11 +153,17 @@ let package = Package(
             dependencies: [
                 "TrailMesh", "TrailServer", "TrailFormats", "TrailCore",
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TrailReportTests",
+            dependencies: ["TrailReport", "TrailStore", "TrailCore", "TrailCompression", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

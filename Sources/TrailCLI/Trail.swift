@@ -14,8 +14,9 @@ struct Trail: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Ingest.self, CorrelateCommand.self, ChainCommand.self, WhoAccessedCommand.self, ActivityCommand.self,
-            FindingsCommand.self, IdentitiesCommand.self, QueryCommand.self, EvidenceCommand.self,
-            RejectsCommand.self, Serve.self, CA.self, SidecarCommand.self, Demo.self, Bench.self, BenchServe.self,
+            FindingsCommand.self, IdentitiesCommand.self, QueryCommand.self, ReportCommand.self, VerifyCommand.self,
+            EvidenceCommand.self, RejectsCommand.self, Serve.self, CA.self, SidecarCommand.self, Demo.self, Bench.self,
+            BenchServe.self,
         ]
     )
 }

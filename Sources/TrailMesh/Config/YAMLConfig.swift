@@ -26,7 +26,10 @@ struct ConfigNode {
 
     static func documents(text: String, file: String) throws -> [ConfigNode] {
         do {
-            return try Array(compose_all(yaml: text)).map { ConfigNode(node: $0, path: "", file: file) }
+            let parser = try Parser(yaml: text)
+            var documents: [ConfigNode] = []
+            while let node = try parser.nextRoot() { documents.append(ConfigNode(node: node, path: "", file: file)) }
+            return documents
         } catch let e as YamlError {
             throw ConfigError("\(file): not valid YAML: \(e)")
         } catch {

@@ -151,8 +151,8 @@ public struct AuthorizationDecision: Sendable, Hashable {
 }
 
 /// Evaluates policies as Istio does: a matching DENY denies; with no ALLOW policy everything else is allowed;
-/// otherwise a matching ALLOW allows and anything else is denied. Dry-run policies are evaluated the same way
-/// together with the enforced ones, and only recorded.
+/// otherwise a matching ALLOW allows and anything else is denied. Dry-run policies are evaluated the same way on
+/// their own (Envoy's shadow rules), and only recorded.
 public struct PolicyEngine: Sendable {
     public let policies: [AuthorizationPolicy]
 
@@ -164,8 +164,10 @@ public struct PolicyEngine: Sendable {
         var decision = AuthorizationDecision(
             allowed: allowed, policy: policy, dryRunDenied: false, dryRunPolicy: nil,
             audited: policies.filter { $0.action == .audit && Self.matches($0, request) }.map(\.qualifiedName))
-        if allowed, policies.contains(where: \.dryRun) {
-            let (shadowAllowed, shadowPolicy) = Self.evaluate(policies.filter { $0.action != .audit }, request)
+        let shadow = policies.filter { $0.dryRun && $0.action != .audit }
+        if allowed, !shadow.isEmpty {
+            // As Envoy's shadow rules: the dry-run policies evaluated on their own.
+            let (shadowAllowed, shadowPolicy) = Self.evaluate(shadow, request)
             if !shadowAllowed {
                 decision.dryRunDenied = true
                 decision.dryRunPolicy = shadowPolicy ?? policies.first(where: \.dryRun)?.qualifiedName
