@@ -339,3 +339,25 @@ struct MeshTests {
         #expect(try Self.eventually { try Self.trail(["identities", "--db", estate.db, "--format", "json"], in: dir).contains("revoked") })
     }
 }
+
+extension MeshTests {
+    /// Both sidecars renew their 10-second SVIDs at half-life, twice or more during 13 s of traffic through
+    /// web → orders → payments, with new connections and reused ones: no request fails.
+    @Test func rotationUnderLoadLosesNoRequest() throws {
+        let estate = try Estate(svidTTL: 10, refreshSeconds: 1)
+        defer { estate.stop() }
+        let plain = estate.ordersInbound.replacingOccurrences(of: "https", with: "http")
+        let (status, out, err) = try Self.run("/usr/bin/env", [
+            "python3", CLI.root.appendingPathComponent("fixtures/mesh/load.py").path, "\(plain)/pay/load", "13", "4",
+        ], in: estate.dir)
+        #expect(status == 0, "\(err)")
+        let result = try JSONParser.parse(Array(out.utf8))
+        #expect((result["requests"]?.int ?? 0) > 100, "\(out)")
+        #expect(result["failures"]?.int == 0, "\(out)")
+        let events = try String(contentsOf: estate.dir.appendingPathComponent("ca/events.ndjson"), encoding: .utf8)
+        for name in ["orders", "payments"] {
+            let renewals = events.split(separator: "\n").filter { $0.contains("\"renewed\"") && $0.contains("/sa/\(name)\"") }.count
+            #expect(renewals >= 2, "\(name) renewed \(renewals) times")
+        }
+    }
+}

@@ -68,9 +68,11 @@ enum OTLPSpanMapper {
             }
             parentSpanID = span.parentSpanID.flatMap(TraceIDs.spanID(bytes:))
         }
-        // A proxy's own span (Envoy and Trail's sidecar mark them `component: proxy`) is what its access-log line
-        // says, not a hop of the application: it maps to the same kind as that line.
+        // Trail's sidecar passes traceparent on unchanged, so its span (`component: proxy` with `trail.direction`)
+        // is what its access-log line says, not a hop of the application: it maps to the same kind as that line.
+        // Envoy's spans, which start a span of their own on the wire, stay server and client spans.
         let proxy = span.attributes.contains { $0.key == "component" && $0.value == .string("proxy") }
+            && span.attributes.contains { $0.key == "trail.direction" }
         let kind: ObservationKind
         switch span.kind {
         case 2: kind = proxy ? .inbound : .serverSpan

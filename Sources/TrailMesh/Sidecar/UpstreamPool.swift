@@ -29,6 +29,9 @@ final class UpstreamConnection: @unchecked Sendable {
     var owner: ProxyHandler?
     /// Called once when the TLS handshake with the upstream completes.
     var handshakeDone: (() -> Void)?
+    /// The serial of the SVID this connection presented (mTLS upstreams): after a rotation, connections made
+    /// with the previous SVID are not reused, so none outlives the certificate it was opened with.
+    var localSerial: String?
 
     init(channel: any Channel) { self.channel = channel }
 }
@@ -61,7 +64,8 @@ final class UpstreamPool: @unchecked Sendable {
             while var list = idle[key], !list.isEmpty {
                 let c = list.removeLast()
                 idle[key] = list
-                if c.channel.isActive { return c }
+                if c.channel.isActive, c.localSerial == nil || c.localSerial == identity?.current.serial { return c }
+                c.channel.close(promise: nil)
             }
             return nil
         }
@@ -85,6 +89,9 @@ final class UpstreamPool: @unchecked Sendable {
 
     private func connect(_ target: UpstreamTarget, on loop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
         let identity = self.identity
+        // One snapshot of the identity for the handshake and for the connection's record of it.
+        let snapshot = target.expectedSPIFFEID == nil ? nil : identity?.current
+        let localSerial = snapshot?.serial
         let verification = OncePromise(loop.makePromise(of: PeerCertificateFacts?.self))
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.seconds(5))
@@ -93,8 +100,7 @@ final class UpstreamPool: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let expected = target.expectedSPIFFEID {
-                        guard let identity else { throw UpstreamFailure(flags: "UF", details: "no identity for mTLS") }
-                        let current = identity.current
+                        guard let current = snapshot else { throw UpstreamFailure(flags: "UF", details: "no identity for mTLS") }
                         let trust = current.trust
                         let handler = try NIOSSLClientHandler(
                             context: current.clientContext, serverHostname: nil,
@@ -127,6 +133,7 @@ final class UpstreamPool: @unchecked Sendable {
             return loop.makeFailedFuture(UpstreamFailure(flags: "UF", details: "upstream connect error or disconnect/reset before headers: \(error)"))
         }.flatMap { channel in
             let connection = UpstreamConnection(channel: channel)
+            connection.localSerial = localSerial
             connection.localAddress = channel.localAddress.flatMap(Self.describe)
             connection.remoteAddress = channel.remoteAddress.flatMap(Self.describe)
             do {
