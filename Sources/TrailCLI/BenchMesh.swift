@@ -1,0 +1,421 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import Synchronization
+import TrailMesh
+
+/// `trail bench-mesh`: the seed's two-proxy path on loopback. A 1 KB keep-alive upstream; a paced client; three
+/// topologies measured in the same run: direct (client → app), Trail (client → sidecar → mTLS → sidecar → app,
+/// access logging on) and HAProxy (client → haproxy → mTLS → haproxy → app, same certificates). Prints the
+/// latency each adds over direct at p50/p90/p99, the sidecars' RSS idle and at peak, and full mTLS handshakes/s.
+struct BenchMesh: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-mesh",
+        abstract: "Benchmark two Trail sidecars in the request path against direct calls and two HAProxy instances doing the same mTLS.",
+        discussion: "Build with -c release first: swift build -c release && .build/release/trail bench-mesh")
+
+    @Option(name: .long, help: "Requests per second offered, spread over the connections.") var rate = 1000
+    @Option(name: .long, help: "Seconds measured per topology (after 1 s of warm-up).") var seconds = 10.0
+    @Option(name: .long, help: "Keep-alive client connections.") var connections = 16
+    @Option(name: .long, help: "The haproxy binary (the comparison is skipped when it is missing).") var haproxy = "/usr/sbin/haproxy"
+    @Option(name: .long, help: "Seconds of the handshake measurement.") var handshakeSeconds = 3.0
+
+    func run() async throws {
+        do {
+            try await measure()
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    func measure() async throws {
+        let work = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("trail-bench-mesh-\(getpid())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { if ProcessInfo.processInfo.environment["TRAIL_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(at: work) } }
+        func path(_ name: String) -> String { work.appendingPathComponent(name).path }
+
+        // Identities: one CA, an SVID per side, files for the sidecars and for HAProxy (cert + key in one PEM).
+        let ca = try CertificateAuthority.initialize(directory: path("ca"), trustDomain: "bench.example")
+        var svids: [String: (String, String)] = [:]
+        for side in ["client", "server", "load"] {
+            let (svid, key) = try ca.issueWithNewKey(spiffeID: "spiffe://bench.example/ns/bench/sa/\(side)")
+            try MeshFiles.write(svid.chainPEM, to: path("\(side).pem"))
+            try MeshFiles.write(key, to: path("\(side).key"), mode: 0o600)
+            try MeshFiles.write(svid.chainPEM + key, to: path("\(side).haproxy.pem"), mode: 0o600)
+            svids[side] = (svid.chainPEM, key)
+        }
+
+        let group = MultiThreadedEventLoopGroup.singleton
+        let app = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(KilobyteResponder())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let appPort = app.localAddress!.port!
+
+        // Trail: two sidecars, STRICT, access logs on.
+        let serverPort = try freePort(), clientOut = try freePort()
+        try """
+            spiffe_id: spiffe://bench.example/ns/bench/sa/server
+            trust_bundle: ca/bundle.pem
+            svid: {cert: server.pem, key: server.key}
+            inbound: {listen: "127.0.0.1:\(serverPort)", app: "127.0.0.1:\(appPort)", mode: STRICT}
+            telemetry: {access_log: server-access.ndjson}
+            """.write(toFile: path("server.yaml"), atomically: true, encoding: .utf8)
+        try """
+            spiffe_id: spiffe://bench.example/ns/bench/sa/client
+            trust_bundle: ca/bundle.pem
+            svid: {cert: client.pem, key: client.key}
+            inbound: {listen: "127.0.0.1:0", app: "127.0.0.1:\(appPort)"}
+            outbound:
+              listen: 127.0.0.1:\(clientOut)
+              upstreams:
+              - {name: app, address: "127.0.0.1:\(serverPort)", spiffe_id: spiffe://bench.example/ns/bench/sa/server}
+            telemetry: {access_log: client-access.ndjson}
+            """.write(toFile: path("client.yaml"), atomically: true, encoding: .utf8)
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let server = try startProcess(me, ["sidecar", "--config", path("server.yaml")], in: work, readyPrefix: "listening on")
+        let client = try startProcess(me, ["sidecar", "--config", path("client.yaml")], in: work, readyPrefix: "listening on")
+        defer {
+            for p in [server, client] where p.isRunning { p.terminate(); p.waitUntilExit() }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let idleRSS = [rss(server.processIdentifier, "VmRSS:"), rss(client.processIdentifier, "VmRSS:")]
+
+        writeOut("trail bench-mesh: \(rate) req/s over \(connections) keep-alive connections, 1 KB responses, \(Int(seconds)) s per topology\n")
+        let direct = try await LoadRun.run(group: group, port: appPort, host: "app", rate: rate, connections: connections, seconds: seconds)
+        let trail = try await LoadRun.run(group: group, port: clientOut, host: "app", rate: rate, connections: connections, seconds: seconds)
+        let peakRSS = [rss(server.processIdentifier, "VmHWM:"), rss(client.processIdentifier, "VmHWM:")]
+
+        var haproxyResult: LoadRun.Result?
+        if FileManager.default.isExecutableFile(atPath: haproxy) {
+            let hServer = try freePort(), hClient = try freePort()
+            try """
+                global
+                  nbthread 2
+                defaults
+                  mode http
+                  timeout connect 5s
+                  timeout client 30s
+                  timeout server 30s
+                frontend mtls_in
+                  bind 127.0.0.1:\(hServer) ssl crt \(path("server.haproxy.pem")) ca-file \(path("ca/bundle.pem")) verify required
+                  default_backend app
+                backend app
+                  http-reuse always
+                  server app 127.0.0.1:\(appPort)
+
+                """.write(toFile: path("haproxy-server.cfg"), atomically: true, encoding: .utf8)
+            try """
+                global
+                  nbthread 2
+                defaults
+                  mode http
+                  timeout connect 5s
+                  timeout client 30s
+                  timeout server 30s
+                frontend plain_in
+                  bind 127.0.0.1:\(hClient)
+                  default_backend mesh
+                backend mesh
+                  http-reuse always
+                  server peer 127.0.0.1:\(hServer) ssl crt \(path("client.haproxy.pem")) ca-file \(path("ca/bundle.pem")) verify required
+
+                """.write(toFile: path("haproxy-client.cfg"), atomically: true, encoding: .utf8)
+            let h1 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-server.cfg")], in: work, readyPrefix: nil)
+            let h2 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-client.cfg")], in: work, readyPrefix: nil)
+            defer { for p in [h1, h2] where p.isRunning { p.terminate(); p.waitUntilExit() } }
+            try await Task.sleep(for: .milliseconds(500))
+            haproxyResult = try await LoadRun.run(group: group, port: hClient, host: "app", rate: rate, connections: connections, seconds: seconds)
+        } else {
+            printError("bench-mesh: \(haproxy) not found; skipping the HAProxy comparison (apt-get install haproxy)")
+        }
+
+        // Full mTLS handshakes per second against the server sidecar (no session resumption).
+        let handshakes = try await HandshakeRun.run(
+            group: group, port: serverPort, chainPEM: svids["load"]!.0, keyPEM: svids["load"]!.1, bundle: path("ca/bundle.pem"),
+            seconds: handshakeSeconds)
+
+        func ms(_ v: Double) -> String { String(format: "%.3f", v) }
+        var table = "\n| path | requests | errors | p50 ms | p90 ms | p99 ms | added p50 | added p90 | added p99 |\n|---|---|---|---|---|---|---|---|---|\n"
+        for (name, r) in [("direct", direct), ("2 Trail sidecars", trail)] + (haproxyResult.map { [("2 HAProxy", $0)] } ?? []) {
+            table += "| \(name) | \(r.requests) | \(r.errors) | \(ms(r.p50)) | \(ms(r.p90)) | \(ms(r.p99)) | "
+            table += name == "direct" ? "| | |\n" : "\(ms(r.p50 - direct.p50)) | \(ms(r.p90 - direct.p90)) | \(ms(r.p99 - direct.p99)) |\n"
+        }
+        writeOut(table)
+        writeOut(String(format: "\nsidecar RSS: server idle %.1f MiB, peak %.1f MiB; client idle %.1f MiB, peak %.1f MiB\n",
+                        idleRSS[0] / 1024, peakRSS[0] / 1024, idleRSS[1] / 1024, peakRSS[1] / 1024))
+        writeOut(String(format: "full mTLS handshakes: %.0f/s against the server sidecar (2 event-loop threads; the client shares the 2 cores), %d failed\n",
+                        handshakes.rate, handshakes.failures))
+    }
+
+    func startProcess(_ executable: URL, _ arguments: [String], in dir: URL, readyPrefix: String?) throws -> Process {
+        let p = Process()
+        p.executableURL = executable
+        p.arguments = arguments
+        p.currentDirectoryURL = dir
+        let out = Pipe()
+        p.standardOutput = out
+        let log = dir.appendingPathComponent("\(executable.lastPathComponent)-\(UUID().uuidString.prefix(8)).log").path
+        FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: log)
+        try p.run()
+        if let readyPrefix {
+            var line = [UInt8]()
+            while let b = out.fileHandleForReading.readData(ofLength: 1).first, b != 0x0A { line.append(b) }
+            guard String(decoding: line, as: UTF8.self).hasPrefix(readyPrefix) else {
+                p.terminate()
+                throw CLIError("\(executable.lastPathComponent) \(arguments.joined(separator: " ")) did not start")
+            }
+        }
+        return p
+    }
+
+    /// A line of /proc/PID/status in KiB.
+    func rss(_ pid: Int32, _ key: String) -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix(key) {
+            return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        }
+        return 0
+    }
+
+    func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+/// The benchmark's upstream: 200 with 1024 bytes, keep-alive.
+final class KilobyteResponder: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    static let body = [UInt8](repeating: 0x61, count: 1024)
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .end = unwrapInboundIn(data) else { return }
+        var headers = HTTPHeaders()
+        headers.add(name: "content-length", value: "1024")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: Self.body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}
+
+/// A paced (open-loop) HTTP/1.1 load: each connection sends at rate/connections; a request due while the previous
+/// one is in flight waits, and its latency counts from when it was due (no coordinated omission).
+enum LoadRun {
+    struct Result {
+        var requests: Int
+        var errors: Int
+        var p50: Double
+        var p90: Double
+        var p99: Double
+    }
+
+    final class Recorder: Sendable {
+        let state = Mutex<(latencies: [Double], errors: Int)>(([], 0))
+        func add(_ ms: Double) { state.withLock { $0.latencies.append(ms) } }
+        func fail() { state.withLock { $0.errors += 1 } }
+    }
+
+    static func run(group: any EventLoopGroup, port: Int, host: String, rate: Int, connections: Int, seconds: Double) async throws -> Result {
+        // Warm-up, then the measured run.
+        _ = try await phase(group: group, port: port, host: host, rate: rate, connections: connections, seconds: 1)
+        return try await phase(group: group, port: port, host: host, rate: rate, connections: connections, seconds: seconds)
+    }
+
+    static func phase(group: any EventLoopGroup, port: Int, host: String, rate: Int, connections: Int, seconds: Double) async throws -> Result {
+        let recorder = Recorder()
+        let interval = TimeAmount.nanoseconds(Int64(Double(connections) / Double(rate) * 1e9))
+        let count = Int(seconds * Double(rate) / Double(connections))
+        var channels: [any Channel] = []
+        var done: [EventLoopFuture<Void>] = []
+        for _ in 0..<connections {
+            let loop = group.next()
+            let finished = loop.makePromise(of: Void.self)
+            let channel: any Channel
+            do {
+                channel = try await ClientBootstrap(group: loop)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                            try channel.pipeline.syncOperations.addHandler(
+                                PacedClient(host: host, total: count, interval: interval, recorder: recorder, finished: finished))
+                        }
+                    }
+                    .connect(host: "127.0.0.1", port: port).get()
+            } catch {
+                finished.fail(error)
+                for c in channels { try? await c.close() }
+                throw CLIError("cannot connect to 127.0.0.1:\(port): \(error)")
+            }
+            channels.append(channel)
+            done.append(finished.futureResult)
+        }
+        for f in done { try? await f.get() }
+        for c in channels { try? await c.close() }
+        let (latencies, errors) = recorder.state.withLock { ($0.latencies.sorted(), $0.errors) }
+        func pct(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+        return Result(requests: latencies.count, errors: errors, p50: pct(0.5), p90: pct(0.9), p99: pct(0.99))
+    }
+}
+
+final class PacedClient: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+    let host: String
+    let total: Int
+    let interval: TimeAmount
+    let recorder: LoadRun.Recorder
+    let finished: EventLoopPromise<Void>
+    private var due: [NIODeadline] = []
+    private var inFlight: NIODeadline?
+    private var scheduled = 0
+    private var completed = 0
+    private var ok = true
+
+    init(host: String, total: Int, interval: TimeAmount, recorder: LoadRun.Recorder, finished: EventLoopPromise<Void>) {
+        self.host = host
+        self.total = total
+        self.interval = interval
+        self.recorder = recorder
+        self.finished = finished
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let start = NIODeadline.now()
+        // Stagger connections so the offered load is smooth.
+        let offset = TimeAmount.nanoseconds(Int64.random(in: 0..<max(1, interval.nanoseconds)))
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleRepeatedTask(initialDelay: offset, delay: interval) { task in
+            let (handler, context) = loopBound.value
+            guard handler.scheduled < handler.total else {
+                task.cancel()
+                return
+            }
+            handler.scheduled += 1
+            handler.due.append(start + offset + handler.interval * Int64(handler.scheduled - 1))
+            handler.sendIfIdle(context)
+        }
+        context.fireChannelActive()
+    }
+
+    private func sendIfIdle(_ context: ChannelHandlerContext) {
+        guard inFlight == nil, !due.isEmpty else { return }
+        inFlight = due.removeFirst()
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/bench")
+        head.headers.add(name: "host", value: host)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): ok = head.status == .ok
+        case .body: break
+        case .end:
+            if let dueAt = inFlight {
+                let ms = Double((NIODeadline.now() - dueAt).nanoseconds) / 1e6
+                if ok { recorder.add(ms) } else { recorder.fail() }
+            }
+            inFlight = nil
+            completed += 1
+            if completed >= total { finished.succeed() } else { sendIfIdle(context) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        for _ in completed..<total { recorder.fail() }
+        finished.succeed()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Opens mTLS connections one after another on each of two loops for a fixed time; counts completed handshakes.
+enum HandshakeRun {
+    static func run(group: any EventLoopGroup, port: Int, chainPEM: String, keyPEM: String, bundle: String, seconds: Double) async throws -> (rate: Double, failures: Int) {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8)).map { .certificate($0) }
+        tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(bundle))
+        tls.certificateVerification = .noHostnameVerification
+        let context = try NIOSSLContext(configuration: tls)
+        let counts = HandshakeCounts()
+        let deadline = Date().addingTimeInterval(seconds)
+        let start = Date()
+        await withTaskGroup(of: Void.self) { tasks in
+            for _ in 0..<4 {
+                tasks.addTask {
+                    while Date() < deadline {
+                        do {
+                            let handshake = group.next().makePromise(of: Void.self)
+                            let channel = try await ClientBootstrap(group: group)
+                                .channelInitializer { channel in
+                                    channel.eventLoop.makeCompletedFuture {
+                                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil))
+                                        try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
+                                    }
+                                }
+                                .connect(host: "127.0.0.1", port: port).get()
+                            try await handshake.futureResult.get()
+                            counts.value.withLock { $0.ok += 1 }
+                            try? await channel.close()
+                        } catch {
+                            counts.value.withLock { $0.failed += 1 }
+                        }
+                    }
+                }
+            }
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        let (ok, failed) = counts.value.withLock { ($0.ok, $0.failed) }
+        return (Double(ok) / elapsed, failed)
+    }
+}
+
+final class HandshakeCounts: Sendable {
+    let value = Mutex((ok: 0, failed: 0))
+}
+
+final class HandshakeWatcher: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    let promise: EventLoopPromise<Void>
+    private var done = false
+    init(promise: EventLoopPromise<Void>) { self.promise = promise }
+
+    private func finish(_ error: (any Error)?) {
+        guard !done else { return }
+        done = true
+        if let error { promise.fail(error) } else { promise.succeed() }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { finish(nil) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) { finish(error) }
+    func channelInactive(context: ChannelHandlerContext) { finish(CLIError("closed before the handshake completed")) }
+}
