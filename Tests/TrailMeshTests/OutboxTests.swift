@@ -1,0 +1,74 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+import TrailServer
+@testable import TrailMesh
+
+@Suite("Disk-buffered delivery to trail serve")
+struct OutboxTests {
+    /// Records what a stand-in `trail serve` received.
+    final class Receiver: ServerRequestHandler {
+        let bodies = Mutex<[String]>([])
+        func handle(_ request: ServerRequest) async -> ServerResponse {
+            bodies.withLock { $0.append(String(decoding: request.body, as: UTF8.self)) }
+            return .text(200, "ok")
+        }
+    }
+
+    static func freePort() throws -> Int {
+        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
+        let port = channel.localAddress!.port!
+        try channel.close().wait()
+        return port
+    }
+
+    static func outbox(_ dir: String, port: Int, maxBytes: Int = 1 << 20) throws -> Outbox {
+        let client = HTTPSClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .seconds(2)) { nil }
+        return try Outbox(
+            directory: dir, endpoint: try HTTPSClient.Endpoint(url: "http://127.0.0.1:\(port)"), path: "/v1/access-logs",
+            headers: [], client: client, maxBytes: maxBytes, flushInterval: .milliseconds(50), log: { _ in }
+        ) { lines in Array(lines.joined(separator: "\n").utf8) }
+    }
+
+    static func spool(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".ndjson") }
+    }
+
+    @Test func recordsWaitOnDiskWhileTheIngestIsDownAndAllArriveInOrder() async throws {
+        let dir = NSTemporaryDirectory() + "trail-outbox-\(UUID().uuidString)"
+        let port = try Self.freePort()
+        let outbox = try Self.outbox(dir, port: port)
+        for i in 0..<10 { outbox.append("{\"n\":\(i)}") }
+        await outbox.cycle()
+        for i in 10..<20 { outbox.append("{\"n\":\(i)}") }
+        await outbox.cycle()
+        #expect(Self.spool(dir).count == 2)
+        #expect(outbox.snapshot.sent == 0)
+
+        // A restarted sidecar finds the spool and sends it once the ingest is back.
+        let again = try Self.outbox(dir, port: port)
+        let receiver = Receiver()
+        let server = IngestHTTPServer(configuration: ServerConfiguration(host: "127.0.0.1", port: port, insecure: true), handler: receiver)
+        _ = try await server.start()
+        defer { Task { try? await server.shutdown() } }
+        await again.cycle()
+        #expect(again.snapshot.sent == 20)
+        #expect(Self.spool(dir).isEmpty)
+        let lines = receiver.bodies.withLock { $0 }.flatMap { $0.split(separator: "\n") }
+        #expect(lines == (0..<20).map { "{\"n\":\($0)}"[...] })
+    }
+
+    @Test func pastTheBoundTheOldestBatchesAreDroppedAndCounted() async throws {
+        let dir = NSTemporaryDirectory() + "trail-outbox-\(UUID().uuidString)"
+        let outbox = try Self.outbox(dir, port: try Self.freePort(), maxBytes: 250)
+        for batch in 0..<5 {
+            for i in 0..<10 { outbox.append("{\"batch\":\(batch),\"i\":\(i)}") }
+            await outbox.cycle()
+        }
+        let kept = Self.spool(dir).count
+        #expect(kept < 5 && kept >= 1)
+        #expect(outbox.snapshot.dropped == (5 - kept) * 10)
+    }
+}
