@@ -1,6 +1,9 @@
 import Crypto
 import SwiftASN1
 import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
 import Testing
 import TrailCore
 import TrailFormats
@@ -127,6 +130,48 @@ struct CATests {
         #expect(svid.spiffeID == "spiffe://shop.example/ns/shop/sa/web")
         #expect(throws: MeshError.self) { try ca.issue(csrPEM: "garbage", spiffeID: "spiffe://shop.example/ns/shop/sa/web", renewal: false) }
         #expect(try SecureFile.readText(ca.path("events.ndjson")).contains("\"event\":\"renewed\""))
+    }
+
+    @Test func theWorkloadAPIAnswersOnlyAsTheCAAndTokensWorkOnce() async throws {
+        let ca = try Self.freshCA()
+        let server = CAServer(ca: ca, host: "127.0.0.1", port: 0, ingest: [], ingestTokenFile: nil) { _ in }
+        let url = try await server.start()
+        let roots = try WorkloadIdentity.parseBundle(ca.bundlePEM)
+        let nioRoots = try NIOSSLCertificate.fromPEMBytes(Array(ca.bundlePEM.utf8))
+        func client(_ id: String) -> HTTPSClient {
+            HTTPSClient(
+                group: MultiThreadedEventLoopGroup.singleton,
+                expectedServer: .init(spiffeID: id, trust: TrustSnapshot(trustDomain: "shop.example", roots: roots))
+            ) {
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.trustRoots = .certificates(nioRoots)
+                tls.certificateVerification = .noHostnameVerification
+                return try NIOSSLContext(configuration: tls)
+            }
+        }
+        let endpoint = try HTTPSClient.Endpoint(url: url.absoluteString)
+        let caClient = client("spiffe://shop.example/trail/ca")
+        let bundle = try await caClient.request(.GET, endpoint, path: "/v1/bundle")
+        #expect(bundle.status == 200 && bundle.text == ca.bundlePEM)
+        // A client that expects another identity sends nothing: the handshake fails.
+        await #expect(throws: MeshError.self) {
+            _ = try await client("spiffe://shop.example/ns/shop/sa/payments").request(.GET, endpoint, path: "/v1/bundle")
+        }
+
+        let token = try ca.createJoinToken(spiffeID: "spiffe://shop.example/ns/shop/sa/orders")
+        let key = P256.Signing.PrivateKey()
+        let csr = try CertificateSigningRequest(
+            version: .v1, subject: try DistinguishedName { CommonName("orders") }, privateKey: Certificate.PrivateKey(key),
+            attributes: CertificateSigningRequest.Attributes(), signatureAlgorithm: .ecdsaWithSHA256)
+        let body = Array(try csr.serializeAsPEM().pemString.utf8)
+        let first = try await caClient.request(.POST, endpoint, path: "/v1/svid", headers: [("authorization", "Bearer \(token)")], body: body)
+        #expect(first.status == 200, "\(first.text)")
+        #expect(first.text.contains("spiffe://shop.example/ns/shop/sa/orders"))
+        let again = try await caClient.request(.POST, endpoint, path: "/v1/svid", headers: [("authorization", "Bearer \(token)")], body: body)
+        #expect(again.status == 403)
+        let anonymous = try await caClient.request(.POST, endpoint, path: "/v1/svid/renew", body: body)
+        #expect(anonymous.status == 401)
+        await server.stop()
     }
 
     @Test func sidecarConfigErrorsNameTheKeyAndLine() throws {

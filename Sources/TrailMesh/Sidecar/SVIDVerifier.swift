@@ -107,11 +107,3 @@ public enum SVIDVerifier {
         return .accepted(facts)
     }
 }
-
-/// Reads SPIFFE IDs from certificates without verifying them (for certificates the TLS layer already verified).
-enum SVIDInspector {
-    static func spiffeID(of certificate: NIOSSLCertificate) -> String? {
-        guard let der = try? certificate.toDERBytes(), let summary = try? CertificateSummary.summarize(der: der) else { return nil }
-        return summary.spiffeID
-    }
-}

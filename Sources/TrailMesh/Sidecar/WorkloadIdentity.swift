@@ -142,7 +142,10 @@ public final class WorkloadIdentity: Sendable {
     /// the current SVID when there is one (renewal).
     private func caClient(presentSVID: Bool, roots: [Certificate]) -> HTTPSClient {
         let trustDomain = configuration.trustDomain
-        return HTTPSClient(group: group, expectedServerID: "spiffe://\(trustDomain)/trail/ca") { [self] in
+        let expected = HTTPSClient.ExpectedServer(
+            spiffeID: "spiffe://\(trustDomain)/trail/ca",
+            trust: TrustSnapshot(trustDomain: trustDomain, roots: roots, revokedSerials: state.withLock { $0?.trust.revokedSerials } ?? []))
+        return HTTPSClient(group: group, expectedServer: expected) { [self] in
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .noHostnameVerification
             tls.trustRoots = .certificates(try roots.map { try NIOSSLCertificate(bytes: try $0.derBytes(), format: .der) })

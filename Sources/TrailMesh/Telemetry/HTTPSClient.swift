@@ -3,7 +3,6 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import NIOTLS
 
 /// A small HTTP/1.1 client for control-plane calls (the CA's API, shipping telemetry to `trail serve`): one
 /// request per connection, TLS with the caller's trust roots and optional client certificate, the server's
@@ -40,20 +39,27 @@ public struct HTTPSClient: Sendable {
         public var description: String { "\(tls ? "https" : "http")://\(host):\(port)\(basePath)" }
     }
 
+    /// A server that must present an X509-SVID with this SPIFFE ID, verified against this trust.
+    public struct ExpectedServer: Sendable {
+        public var spiffeID: String
+        public var trust: TrustSnapshot
+    }
+
     let group: any EventLoopGroup
     /// The TLS context for each new connection (it may change as certificates rotate).
     let tlsContext: @Sendable () throws -> NIOSSLContext?
-    /// When set, the server's certificate must carry exactly this SPIFFE ID (checked after the handshake).
-    let expectedServerID: String?
+    /// When set, the handshake fails unless the server presents this identity: nothing, not even the request
+    /// line, is sent to anyone else.
+    let expectedServer: ExpectedServer?
     let timeout: TimeAmount
 
     public init(
-        group: any EventLoopGroup, expectedServerID: String? = nil, timeout: TimeAmount = .seconds(10),
+        group: any EventLoopGroup, expectedServer: ExpectedServer? = nil, timeout: TimeAmount = .seconds(10),
         tlsContext: @escaping @Sendable () throws -> NIOSSLContext?
     ) {
         self.group = group
         self.tlsContext = tlsContext
-        self.expectedServerID = expectedServerID
+        self.expectedServer = expectedServer
         self.timeout = timeout
     }
 
@@ -63,7 +69,7 @@ public struct HTTPSClient: Sendable {
         let context = endpoint.tls ? try tlsContext() : nil
         if endpoint.tls && context == nil { throw MeshError("\(endpoint.description): no TLS settings to connect with") }
         let promise = group.next().makePromise(of: Response.self)
-        let expected = expectedServerID
+        let expected = expectedServer
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -71,9 +77,21 @@ public struct HTTPSClient: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let context {
-                        let handler = try NIOSSLClientHandler(context: context, serverHostname: nil)
-                        try sync.addHandler(handler)
-                        if let expected { try sync.addHandler(ServerIdentityCheck(expected: expected)) }
+                        if let expected {
+                            try sync.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil) { certificates, verdict in
+                                Task {
+                                    if case .accepted(let facts) = await SVIDVerifier.verify(chain: certificates, trust: expected.trust),
+                                        facts.spiffeID == expected.spiffeID
+                                    {
+                                        verdict.succeed(.certificateVerified)
+                                    } else {
+                                        verdict.succeed(.failed)
+                                    }
+                                }
+                            })
+                        } else {
+                            try sync.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil))
+                        }
                     }
                     try sync.addHTTPClientHandlers()
                     try sync.addHandler(ResponseCollector(promise: promise))
@@ -143,27 +161,5 @@ final class ResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         promise.fail(error)
         context.close(promise: nil)
-    }
-}
-
-/// Checks, once the TLS handshake is done, that the server presented the expected SPIFFE ID.
-final class ServerIdentityCheck: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-    let expected: String
-
-    init(expected: String) { self.expected = expected }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted = event {
-            let peer = try? context.pipeline.syncOperations.nioSSL_peerCertificate()
-            let id = peer.flatMap { SVIDInspector.spiffeID(of: $0) }
-            if id != expected {
-                context.fireErrorCaught(MeshError("the server presented \(id ?? "no SPIFFE ID"), expected \(expected)"))
-                context.close(promise: nil)
-                return
-            }
-            context.pipeline.syncOperations.removeHandler(self, promise: nil)
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 }
