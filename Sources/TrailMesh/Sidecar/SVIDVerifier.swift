@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NIOSSL
 import Synchronization
@@ -105,5 +106,48 @@ public enum SVIDVerifier {
             return .refused(facts, reason: "certificate \(summary.serial) is revoked")
         }
         return .accepted(facts)
+    }
+}
+
+/// Chains a workload already verified against its current bundle: a peer reconnecting with the same SVID skips
+/// parsing and path building. Validity time, trust domain and revocation are still checked at every use, and
+/// the cache is emptied when the bundle changes.
+final class VerifiedChainCache: Sendable {
+    private let entries = Mutex<[[UInt8]: PeerCertificateFacts]>([:])
+    let capacity: Int
+
+    init(capacity: Int = 4096) { self.capacity = capacity }
+
+    func clear() { entries.withLock { $0.removeAll() } }
+
+    /// Verifies `certificates` with `trust`, from the cache when it can; calls `completion` once, synchronously on
+    /// a cache hit.
+    func verify(_ certificates: [NIOSSLCertificate], trust: TrustSnapshot, completion: @escaping @Sendable (PeerVerdict) -> Void) {
+        guard let ders = try? certificates.map({ try $0.toDERBytes() }), !ders.isEmpty else {
+            completion(.refused(nil, reason: "no certificate presented"))
+            return
+        }
+        var hasher = SHA256()
+        for der in ders { hasher.update(data: der) }
+        let key = Array(hasher.finalize())
+        if let facts = entries.withLock({ $0[key] }) {
+            let now = Timestamp(nanoseconds: Int64(Date().timeIntervalSince1970 * 1_000_000_000))
+            if now >= facts.notBefore, now <= facts.notAfter, !trust.revokedSerials.contains(facts.serial),
+                facts.spiffeID.flatMap(SPIFFEID.parse)?.trustDomain == trust.trustDomain
+            {
+                completion(.accepted(facts))
+                return
+            }
+        }
+        Task {
+            let verdict = await SVIDVerifier.verify(derChain: ders, trust: trust)
+            if case .accepted(let facts) = verdict {
+                entries.withLock { entries in
+                    if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+                    entries[key] = facts
+                }
+            }
+            completion(verdict)
+        }
     }
 }

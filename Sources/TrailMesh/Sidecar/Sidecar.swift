@@ -133,9 +133,10 @@ struct InboundSetup: Sendable {
         let current = identity.current
         let trust = current.trust
         let refusal = HandshakeVerdict()
+        let cache = identity.verifiedChains
         let handler = NIOSSLServerHandler(context: current.serverContext, customVerificationCallback: { certificates, promise in
-            Task {
-                switch await SVIDVerifier.verify(chain: certificates, trust: trust) {
+            cache.verify(certificates, trust: trust) { verdict in
+                switch verdict {
                 case .accepted(let facts):
                     refusal.set(facts, nil)
                     promise.succeed(.certificateVerified)

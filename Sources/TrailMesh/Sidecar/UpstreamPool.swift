@@ -102,11 +102,11 @@ final class UpstreamPool: @unchecked Sendable {
                     if let expected = target.expectedSPIFFEID {
                         guard let current = snapshot else { throw UpstreamFailure(flags: "UF", details: "no identity for mTLS") }
                         let trust = current.trust
+                        let cache = identity?.verifiedChains ?? VerifiedChainCache()
                         let handler = try NIOSSLClientHandler(
                             context: current.clientContext, serverHostname: nil,
                             customVerificationCallback: { certificates, promise in
-                                Task {
-                                    let verdict = await SVIDVerifier.verify(chain: certificates, trust: trust)
+                                cache.verify(certificates, trust: trust) { verdict in
                                     switch verdict {
                                     case .accepted(let facts) where facts.spiffeID == expected:
                                         verification.succeed(facts)

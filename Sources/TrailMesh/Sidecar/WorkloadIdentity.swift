@@ -28,6 +28,8 @@ public final class WorkloadIdentity: Sendable {
     private let state = Mutex<Current?>(nil)
     private let material = Mutex<(chainPEM: String, keyPEM: String, bundle: [Certificate], revoked: Set<String>)?>(nil)
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// Peers' chains verified against the current bundle.
+    let verifiedChains = VerifiedChainCache()
 
     public init(configuration: SidecarConfiguration, group: any EventLoopGroup, log: @escaping @Sendable (String) -> Void) {
         self.configuration = configuration
@@ -114,8 +116,10 @@ public final class WorkloadIdentity: Sendable {
             spiffeID: configuration.spiffeID, serial: facts.serial, notBefore: facts.notBefore, notAfter: facts.notAfter,
             trust: TrustSnapshot(trustDomain: configuration.trustDomain, roots: bundle, revokedSerials: revoked),
             serverContext: try NIOSSLContext(configuration: server), clientContext: try NIOSSLContext(configuration: client))
+        let previousBundle = material.withLock { $0?.bundle }
         state.withLock { $0 = current }
         material.withLock { $0 = (chainPEM, keyPEM, bundle, revoked) }
+        if previousBundle != bundle { verifiedChains.clear() }
     }
 
     private func updateTrust(roots: [Certificate], revoked: Set<String>) throws {

@@ -55,7 +55,9 @@ public struct MeshAccessRecord: Sendable {
         self.path = path
         self.localSPIFFEID = localSPIFFEID
         var random = SystemRandomNumberGenerator()
-        self.spanID = Hex.encode((0..<8).map { _ in UInt8.random(in: 0...255, using: &random) })
+        var id = random.next() as UInt64
+        if id == 0 { id = 1 }
+        self.spanID = Hex.encode(withUnsafeBytes(of: &id) { Array($0) })
     }
 
     static func nowNanos() -> Int64 {

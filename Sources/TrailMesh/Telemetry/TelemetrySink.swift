@@ -78,6 +78,6 @@ final class TelemetrySink: Sendable {
             _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         }
         accessOutbox?.append(line)
-        if let span = record.otlpSpan() { spanOutbox?.append(span) }
+        if let spanOutbox, let span = record.otlpSpan() { spanOutbox.append(span) }
     }
 }
