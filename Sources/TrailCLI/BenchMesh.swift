@@ -85,7 +85,7 @@ struct BenchMesh: AsyncParsableCommand {
             """.write(toFile: path("client.yaml"), atomically: true, encoding: .utf8)
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let server = try startProcess(me, ["sidecar", "--config", path("server.yaml")], in: work, readyPrefix: "listening on")
-        let client = try startProcess(me, ["sidecar", "--config", path("client.yaml")], in: work, readyPrefix: "listening on")
+        let client = try startProcess(me, ["sidecar", "--config", path("client.yaml")], in: work, readyPrefix: "outbound on")
         defer {
             for p in [server, client] where p.isRunning { p.terminate(); p.waitUntilExit() }
         }
@@ -103,8 +103,11 @@ struct BenchMesh: AsyncParsableCommand {
             try """
                 global
                   nbthread 2
+                  log stdout format raw local0
                 defaults
                   mode http
+                  log global
+                  option httplog
                   timeout connect 5s
                   timeout client 30s
                   timeout server 30s
@@ -119,8 +122,11 @@ struct BenchMesh: AsyncParsableCommand {
             try """
                 global
                   nbthread 2
+                  log stdout format raw local0
                 defaults
                   mode http
+                  log global
+                  option httplog
                   timeout connect 5s
                   timeout client 30s
                   timeout server 30s
@@ -132,8 +138,8 @@ struct BenchMesh: AsyncParsableCommand {
                   server peer 127.0.0.1:\(hServer) ssl crt \(path("client.haproxy.pem")) ca-file \(path("ca/bundle.pem")) verify required
 
                 """.write(toFile: path("haproxy-client.cfg"), atomically: true, encoding: .utf8)
-            let h1 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-server.cfg")], in: work, readyPrefix: nil)
-            let h2 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-client.cfg")], in: work, readyPrefix: nil)
+            let h1 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-server.cfg")], in: work, readyPrefix: nil, stdout: path("haproxy-server.log"))
+            let h2 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-client.cfg")], in: work, readyPrefix: nil, stdout: path("haproxy-client.log"))
             defer { for p in [h1, h2] where p.isRunning { p.terminate(); p.waitUntilExit() } }
             try await Task.sleep(for: .milliseconds(500))
             haproxyResult = try await LoadRun.run(group: group, port: hClient, host: "app", rate: rate, connections: connections, seconds: seconds)
@@ -142,10 +148,12 @@ struct BenchMesh: AsyncParsableCommand {
         }
 
         // Full mTLS handshakes per second against the server sidecar (no session resumption).
+        let cpuBefore = cpuSeconds(server.processIdentifier)
         let handshakes = try await HandshakeRun.run(
             group: group, port: serverPort, chainPEM: svids["load"]!.0, keyPEM: svids["load"]!.1, bundle: path("ca/bundle.pem"),
             seconds: handshakeSeconds)
 
+        let serverCPU = cpuSeconds(server.processIdentifier) - cpuBefore
         func ms(_ v: Double) -> String { String(format: "%.3f", v) }
         var table = "\n| path | requests | errors | p50 ms | p90 ms | p99 ms | added p50 | added p90 | added p99 |\n|---|---|---|---|---|---|---|---|---|\n"
         for (name, r) in [("direct", direct), ("2 Trail sidecars", trail)] + (haproxyResult.map { [("2 HAProxy", $0)] } ?? []) {
@@ -155,30 +163,52 @@ struct BenchMesh: AsyncParsableCommand {
         writeOut(table)
         writeOut(String(format: "\nsidecar RSS: server idle %.1f MiB, peak %.1f MiB; client idle %.1f MiB, peak %.1f MiB\n",
                         idleRSS[0] / 1024, peakRSS[0] / 1024, idleRSS[1] / 1024, peakRSS[1] / 1024))
-        writeOut(String(format: "full mTLS handshakes: %.0f/s against the server sidecar (2 event-loop threads; the client shares the 2 cores), %d failed\n",
-                        handshakes.rate, handshakes.failures))
+        writeOut(String(format: "full mTLS handshakes: %.0f/s against the server sidecar, %d failed; %.0f per CPU-second of the sidecar (the client shares the cores)\n",
+                        handshakes.rate, handshakes.failures, serverCPU > 0 ? Double(handshakes.count) / serverCPU : 0))
     }
 
-    func startProcess(_ executable: URL, _ arguments: [String], in dir: URL, readyPrefix: String?) throws -> Process {
+    func startProcess(_ executable: URL, _ arguments: [String], in dir: URL, readyPrefix: String?, stdout: String? = nil) throws -> Process {
         let p = Process()
         p.executableURL = executable
         p.arguments = arguments
         p.currentDirectoryURL = dir
         let out = Pipe()
-        p.standardOutput = out
+        if let stdout {
+            FileManager.default.createFile(atPath: stdout, contents: nil)
+            p.standardOutput = FileHandle(forWritingAtPath: stdout)
+        } else {
+            p.standardOutput = out
+        }
         let log = dir.appendingPathComponent("\(executable.lastPathComponent)-\(UUID().uuidString.prefix(8)).log").path
         FileManager.default.createFile(atPath: log, contents: nil)
         p.standardError = FileHandle(forWritingAtPath: log)
         try p.run()
         if let readyPrefix {
-            var line = [UInt8]()
-            while let b = out.fileHandleForReading.readData(ofLength: 1).first, b != 0x0A { line.append(b) }
-            guard String(decoding: line, as: UTF8.self).hasPrefix(readyPrefix) else {
+            // Reads lines until the one that says the process is ready.
+            var ready = false
+            for _ in 0..<5 where !ready {
+                var line = [UInt8]()
+                while let b = out.fileHandleForReading.readData(ofLength: 1).first, b != 0x0A { line.append(b) }
+                ready = String(decoding: line, as: UTF8.self).hasPrefix(readyPrefix)
+                if line.isEmpty { break }
+            }
+            guard ready else {
                 p.terminate()
                 throw CLIError("\(executable.lastPathComponent) \(arguments.joined(separator: " ")) did not start")
             }
         }
         return p
+    }
+
+    /// User plus system CPU time of a process so far, from /proc/PID/stat.
+    func cpuSeconds(_ pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// A line of /proc/PID/status in KiB.
@@ -302,7 +332,6 @@ final class PacedClient: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let start = NIODeadline.now()
         // Stagger connections so the offered load is smooth.
         let offset = TimeAmount.nanoseconds(Int64.random(in: 0..<max(1, interval.nanoseconds)))
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -313,7 +342,7 @@ final class PacedClient: ChannelInboundHandler {
                 return
             }
             handler.scheduled += 1
-            handler.due.append(start + offset + handler.interval * Int64(handler.scheduled - 1))
+            handler.due.append(.now())
             handler.sendIfIdle(context)
         }
         context.fireChannelActive()
@@ -355,7 +384,7 @@ final class PacedClient: ChannelInboundHandler {
 
 /// Opens mTLS connections one after another on each of two loops for a fixed time; counts completed handshakes.
 enum HandshakeRun {
-    static func run(group: any EventLoopGroup, port: Int, chainPEM: String, keyPEM: String, bundle: String, seconds: Double) async throws -> (rate: Double, failures: Int) {
+    static func run(group: any EventLoopGroup, port: Int, chainPEM: String, keyPEM: String, bundle: String, seconds: Double) async throws -> (rate: Double, count: Int, failures: Int) {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8)).map { .certificate($0) }
         tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
@@ -391,7 +420,7 @@ enum HandshakeRun {
         }
         let elapsed = Date().timeIntervalSince(start)
         let (ok, failed) = counts.value.withLock { ($0.ok, $0.failed) }
-        return (Double(ok) / elapsed, failed)
+        return (Double(ok) / elapsed, ok, failed)
     }
 }
 

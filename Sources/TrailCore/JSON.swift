@@ -597,24 +597,44 @@ extension JSONValue {
         }
     }
 
+    /// Appends `s` as a JSON string. Runs of bytes that need no escaping are appended whole (log lines are
+    /// mostly such runs); quotes, backslashes, control characters, DEL, `<`, `>`, `&`, U+2028 and U+2029 are escaped.
     static func writeString(_ s: String, to out: inout String) {
         out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "<", ">", "&", "\u{2028}", "\u{2029}":
-                out += "\\u" + JSONValue.hex4(scalar.value)
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += "\\u" + JSONValue.hex4(scalar.value)
+        var text = s
+        text.withUTF8 { bytes in
+            var runStart = 0
+            var i = 0
+            func flushRun(_ end: Int) {
+                if end > runStart { out += String(decoding: UnsafeBufferPointer(rebasing: bytes[runStart..<end]), as: UTF8.self) }
+            }
+            while i < bytes.count {
+                let b = bytes[i]
+                var escape: String?
+                var width = 1
+                switch b {
+                case 0x22: escape = "\\\""
+                case 0x5C: escape = "\\\\"
+                case 0x0A: escape = "\\n"
+                case 0x0D: escape = "\\r"
+                case 0x09: escape = "\\t"
+                case 0x3C, 0x3E, 0x26: escape = "\\u" + JSONValue.hex4(UInt32(b))
+                case 0xE2 where i + 2 < bytes.count && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9):
+                    escape = bytes[i + 2] == 0xA8 ? "\\u2028" : "\\u2029"
+                    width = 3
+                default:
+                    if b < 0x20 || b == 0x7F { escape = "\\u" + JSONValue.hex4(UInt32(b)) }
+                }
+                if let escape {
+                    flushRun(i)
+                    out += escape
+                    i += width
+                    runStart = i
                 } else {
-                    out.unicodeScalars.append(scalar)
+                    i += 1
                 }
             }
+            flushRun(bytes.count)
         }
         out += "\""
     }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import TrailCore
 
 /// Per-connection facts of a downstream connection (the caller's side).
 final class DownstreamConnection: @unchecked Sendable {
@@ -55,6 +56,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var responseStarted = false
     private var responseComplete = false
     private var upstreamReusable = true
+    private var pendingFlush = false
+    private var requestNeedsFlush = false
 
     init(policy: any ProxyPolicy, pool: UpstreamPool, connection: DownstreamConnection, localSPIFFEID: String, direction: MeshAccessRecord.Direction) {
         self.policy = policy
@@ -98,7 +101,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         r.b3ParentSpanID = head.headers.first(name: "x-b3-parentspanid")
         r.b3Sampled = head.headers.first(name: "x-b3-sampled")
         if head.headers.first(name: "x-request-id") == nil {
-            head.headers.add(name: "x-request-id", value: UUID().uuidString.lowercased())
+            head.headers.add(name: "x-request-id", value: Self.requestID())
         }
         r.requestID = head.headers.first(name: "x-request-id")
         r.downstreamRemote = connection.remoteAddress
@@ -132,6 +135,19 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// A random version-4 UUID in lower case, as Envoy generates x-request-id.
+    static func requestID() -> String {
+        var random = SystemRandomNumberGenerator()
+        var bytes = withUnsafeBytes(of: (random.next() as UInt64, random.next() as UInt64)) { Array($0) }
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let hex = Hex.encode(bytes)
+        let h = Array(hex.utf8)
+        return String(decoding: h[0..<8], as: UTF8.self) + "-" + String(decoding: h[8..<12], as: UTF8.self) + "-"
+            + String(decoding: h[12..<16], as: UTF8.self) + "-" + String(decoding: h[16..<20], as: UTF8.self) + "-"
+            + String(decoding: h[20..<32], as: UTF8.self)
+    }
+
     private func send(_ part: HTTPClientRequestPart) {
         switch state {
         case .connecting(var parts):
@@ -143,6 +159,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 upstream.channel.writeAndFlush(part, promise: nil)
             } else {
                 upstream.channel.write(part, promise: nil)
+                requestNeedsFlush = true
             }
         case .idle, .refused:
             break
@@ -230,8 +247,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             if !requestKeepAlive { head.headers.add(name: "connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: head.headers))), promise: nil)
         case .body(let buffer):
+            // Flushed when the upstream's read burst ends (or with the end): one write per burst, and a streamed
+            // response still reaches the client as its parts arrive.
             record?.bytesSent += buffer.readableBytes
-            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            pendingFlush = true
         case .end(let trailers):
             responseComplete = true
             let keepAlive = requestKeepAlive
@@ -241,12 +261,19 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             upstream = nil
             state = .idle
+            pendingFlush = false
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(trailers))).whenComplete { _ in
                 if !keepAlive { channel.close(promise: nil) }
             }
             log()
         }
+    }
+
+    func upstreamReadComplete() {
+        guard pendingFlush, let context else { return }
+        pendingFlush = false
+        context.flush()
     }
 
     func upstreamClosed() {
@@ -265,6 +292,15 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(status: .serviceUnavailable, body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
             if requestComplete { finishRefusal() }
         }
+    }
+
+    /// A streamed request body goes on as each read burst ends.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if requestNeedsFlush, case .forwarding = state, let upstream {
+            requestNeedsFlush = false
+            upstream.channel.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
