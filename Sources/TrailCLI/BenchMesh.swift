@@ -23,6 +23,7 @@ struct BenchMesh: AsyncParsableCommand {
     @Option(name: .long, help: "Keep-alive client connections.") var connections = 16
     @Option(name: .long, help: "The haproxy binary (the comparison is skipped when it is missing).") var haproxy = "/usr/sbin/haproxy"
     @Option(name: .long, help: "Seconds of the handshake measurement.") var handshakeSeconds = 3.0
+    @Option(name: .long, help: "Threads of each proxy (sidecar concurrency, HAProxy nbthread).") var threads = 2
 
     func run() async throws {
         do {
@@ -69,6 +70,7 @@ struct BenchMesh: AsyncParsableCommand {
             spiffe_id: spiffe://bench.example/ns/bench/sa/server
             trust_bundle: ca/bundle.pem
             svid: {cert: server.pem, key: server.key}
+            concurrency: \(threads)
             inbound: {listen: "127.0.0.1:\(serverPort)", app: "127.0.0.1:\(appPort)", mode: STRICT}
             telemetry: {access_log: server-access.ndjson}
             """.write(toFile: path("server.yaml"), atomically: true, encoding: .utf8)
@@ -76,6 +78,7 @@ struct BenchMesh: AsyncParsableCommand {
             spiffe_id: spiffe://bench.example/ns/bench/sa/client
             trust_bundle: ca/bundle.pem
             svid: {cert: client.pem, key: client.key}
+            concurrency: \(threads)
             inbound: {listen: "127.0.0.1:0", app: "127.0.0.1:\(appPort)"}
             outbound:
               listen: 127.0.0.1:\(clientOut)
@@ -94,7 +97,9 @@ struct BenchMesh: AsyncParsableCommand {
 
         writeOut("trail bench-mesh: \(rate) req/s over \(connections) keep-alive connections, 1 KB responses, \(Int(seconds)) s per topology\n")
         let direct = try await LoadRun.run(group: group, port: appPort, host: "app", rate: rate, connections: connections, seconds: seconds)
+        let cpuAtStart = cpuSeconds(server.processIdentifier) + cpuSeconds(client.processIdentifier)
         let trail = try await LoadRun.run(group: group, port: clientOut, host: "app", rate: rate, connections: connections, seconds: seconds)
+        let sidecarCPU = cpuSeconds(server.processIdentifier) + cpuSeconds(client.processIdentifier) - cpuAtStart
         let peakRSS = [rss(server.processIdentifier, "VmHWM:"), rss(client.processIdentifier, "VmHWM:")]
 
         var haproxyResult: LoadRun.Result?
@@ -102,7 +107,7 @@ struct BenchMesh: AsyncParsableCommand {
             let hServer = try freePort(), hClient = try freePort()
             try """
                 global
-                  nbthread 2
+                  nbthread \(threads)
                   log stdout format raw local0
                 defaults
                   mode http
@@ -121,7 +126,7 @@ struct BenchMesh: AsyncParsableCommand {
                 """.write(toFile: path("haproxy-server.cfg"), atomically: true, encoding: .utf8)
             try """
                 global
-                  nbthread 2
+                  nbthread \(threads)
                   log stdout format raw local0
                 defaults
                   mode http
@@ -161,7 +166,9 @@ struct BenchMesh: AsyncParsableCommand {
             table += name == "direct" ? "| | |\n" : "\(ms(r.p50 - direct.p50)) | \(ms(r.p90 - direct.p90)) | \(ms(r.p99 - direct.p99)) |\n"
         }
         writeOut(table)
-        writeOut(String(format: "\nsidecar RSS: server idle %.1f MiB, peak %.1f MiB; client idle %.1f MiB, peak %.1f MiB\n",
+        writeOut(String(format: "\nsidecar CPU: %.0f µs per request for both sidecars together (warm-up included)\n",
+                        sidecarCPU * 1e6 / Double(max(1, trail.requests + Int(Double(rate))))))
+        writeOut(String(format: "sidecar RSS: server idle %.1f MiB, peak %.1f MiB; client idle %.1f MiB, peak %.1f MiB\n",
                         idleRSS[0] / 1024, peakRSS[0] / 1024, idleRSS[1] / 1024, peakRSS[1] / 1024))
         writeOut(String(format: "full mTLS handshakes: %.0f/s against the server sidecar, %d failed; %.0f per CPU-second of the sidecar (the client shares the cores)\n",
                         handshakes.rate, handshakes.failures, serverCPU > 0 ? Double(handshakes.count) / serverCPU : 0))

@@ -133,7 +133,7 @@ struct SidecarCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let configuration = try SidecarConfiguration.load(file: config)
-            let sidecar = try Sidecar(configuration: configuration, threads: 2) { printError($0) }
+            let sidecar = try Sidecar(configuration: configuration, threads: configuration.concurrency) { printError($0) }
             let urls = try await sidecar.start()
             writeOut("listening on \(urls.inbound)\n")
             if let outbound = urls.outbound { writeOut("outbound on \(outbound)\n") }

@@ -55,6 +55,8 @@ public struct SidecarConfiguration: Sendable {
     public var bufferDirectory: String
     public var bufferMaxBytes: Int
     public var flushMilliseconds: Int
+    /// Event-loop threads (Istio's `concurrency`; 2 by default, as Istio's sidecars).
+    public var concurrency: Int
 
     /// Reads and validates a sidecar config file; errors name the key path and line.
     public static func load(file: String) throws -> SidecarConfiguration {
@@ -62,7 +64,7 @@ public struct SidecarConfiguration: Sendable {
         guard documents.count == 1, let root = documents.first else {
             throw ConfigError("\(file): expected one YAML document")
         }
-        let top = try root.mapping(allowed: ["spiffe_id", "service", "trust_bundle", "ca", "svid", "inbound", "outbound", "telemetry"])
+        let top = try root.mapping(allowed: ["spiffe_id", "service", "trust_bundle", "ca", "svid", "inbound", "outbound", "telemetry", "concurrency"])
         func required(_ key: String) throws -> ConfigNode {
             guard let n = top[key] else { throw root.fail("'\(key)' is required") }
             return n
@@ -165,11 +167,16 @@ public struct SidecarConfiguration: Sendable {
             guard bufferMax >= 1 << 16 else { throw m["buffer_max_bytes"]!.fail("must be at least 65536") }
             guard flush >= 10 else { throw m["flush_ms"]!.fail("must be at least 10") }
         }
+        var concurrency = 2
+        if let c = top["concurrency"] {
+            concurrency = try c.int()
+            guard (1...64).contains(concurrency) else { throw c.fail("must be between 1 and 64") }
+        }
         return SidecarConfiguration(
             file: file, spiffeID: id.description, trustDomain: id.trustDomain, service: service, bundlePath: bundle,
             identity: identity, inboundHost: inHost, inboundPort: inPort, appHost: appHost, appPort: appPort, mode: mode,
             policies: policies, outboundHost: outHost, outboundPort: outPort, upstreams: upstreams, ingestURL: ingest,
             ingestTokenFile: token, ingestCA: ingestCA, accessLogPath: accessLog, bufferDirectory: buffer,
-            bufferMaxBytes: bufferMax, flushMilliseconds: flush)
+            bufferMaxBytes: bufferMax, flushMilliseconds: flush, concurrency: concurrency)
     }
 }
