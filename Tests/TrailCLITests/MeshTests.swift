@@ -154,6 +154,20 @@ struct MeshTests {
                     to:
                     - operation:
                         paths: ["/pay*"]
+                ---
+                apiVersion: security.istio.io/v1
+                kind: AuthorizationPolicy
+                metadata:
+                  name: refunds-need-approval
+                  namespace: shop
+                  annotations:
+                    istio.io/dry-run: "true"
+                spec:
+                  action: DENY
+                  rules:
+                  - to:
+                    - operation:
+                        paths: ["/pay/refund"]
                 """.write(to: dir.appendingPathComponent("payments-policy.yaml"), atomically: true, encoding: .utf8)
             let python = URL(fileURLWithPath: "/usr/bin/env")
             let app = CLI.root.appendingPathComponent("fixtures/mesh/app.py").path
@@ -281,6 +295,12 @@ struct MeshTests {
         // Plaintext into PERMISSIVE orders is served and recorded.
         let plainTrace = "5bf92f3577b34da6a3ce929d0e0e4736"
         #expect(try Self.curl(["-H", "traceparent: 00-\(plainTrace)-00f067aa0ba902b7-01", "\(estate.ordersInbound.replacingOccurrences(of: "https", with: "http"))/pay/x"], in: dir).0 == 200)
+        // A dry-run policy would deny refunds: served, recorded, and found.
+        let refundTrace = "6bf92f3577b34da6a3ce929d0e0e4736"
+        #expect(try Self.curl([
+            "-k", "--cert", "web/svid.pem", "--key", "web/svid.key", "-H", "traceparent: 00-\(refundTrace)-00f067aa0ba902b7-01",
+            "\(estate.ordersInbound)/pay/refund",
+        ], in: dir).0 == 200)
         // web may not call payments: the policy denies it.
         #expect(try Self.curl(["-k", "--cert", "web/svid.pem", "--key", "web/svid.key", "\(estate.paymentsInbound)/pay/x"], in: dir).0 == 403)
 
@@ -305,6 +325,10 @@ struct MeshTests {
             #expect(hops[1]["parent"]?.int == 0)
         }
         #expect(try Self.eventually { try Self.trail(["findings", "--db", estate.db, "--format", "json", "--kind", "plaintext-hop"], in: dir).contains(plainTrace) })
+        #expect(try Self.eventually { try Self.trail(["findings", "--db", estate.db, "--format", "json", "--kind", "dry-run-denied"], in: dir).contains(refundTrace) })
+        #expect(Self.accessLog(dir.appendingPathComponent("payments-access.ndjson")).contains {
+            $0["policy"]?.string == "dry-run-deny" && $0["policy_name"]?.string == "ns[shop]-policy[refunds-need-approval]"
+        })
 
         // Refused certificates: each refusal is in the payments sidecar's access log with its reason.
         let refusals: [(String, [String], String)] = [
