@@ -48,11 +48,6 @@ public final class Sidecar: Sendable {
         try? await group.shutdownGracefully()
     }
 
-    public var currentSerial: String { identity.current.serial }
-    public var deliveryCounters: (accessLogs: Outbox.Counters?, spans: Outbox.Counters?) {
-        (telemetry.accessOutbox?.snapshot, telemetry.spanOutbox?.snapshot)
-    }
-
     // MARK: Inbound
 
     private func bindInbound(pool: UpstreamPool) async throws -> String {
