@@ -105,7 +105,9 @@ struct BenchMesh: AsyncParsableCommand {
         var haproxyResult: LoadRun.Result?
         if FileManager.default.isExecutableFile(atPath: haproxy) {
             let hServer = try freePort(), hClient = try freePort()
-            try """
+            /// One HAProxy: a frontend bound as `bind`, one backend server as `server`, access logs on stdout.
+            func haproxyConfig(bind: String, server: String) -> String {
+                """
                 global
                   nbthread \(threads)
                   log stdout format raw local0
@@ -116,33 +118,20 @@ struct BenchMesh: AsyncParsableCommand {
                   timeout connect 5s
                   timeout client 30s
                   timeout server 30s
-                frontend mtls_in
-                  bind 127.0.0.1:\(hServer) ssl crt \(path("server.haproxy.pem")) ca-file \(path("ca/bundle.pem")) verify required
-                  default_backend app
-                backend app
+                frontend in
+                  bind \(bind)
+                  default_backend out
+                backend out
                   http-reuse always
-                  server app 127.0.0.1:\(appPort)
+                  server out \(server)
 
-                """.write(toFile: path("haproxy-server.cfg"), atomically: true, encoding: .utf8)
-            try """
-                global
-                  nbthread \(threads)
-                  log stdout format raw local0
-                defaults
-                  mode http
-                  log global
-                  option httplog
-                  timeout connect 5s
-                  timeout client 30s
-                  timeout server 30s
-                frontend plain_in
-                  bind 127.0.0.1:\(hClient)
-                  default_backend mesh
-                backend mesh
-                  http-reuse always
-                  server peer 127.0.0.1:\(hServer) ssl crt \(path("client.haproxy.pem")) ca-file \(path("ca/bundle.pem")) verify required
-
-                """.write(toFile: path("haproxy-client.cfg"), atomically: true, encoding: .utf8)
+                """
+            }
+            let mtls = "ca-file \(path("ca/bundle.pem")) verify required"
+            try haproxyConfig(bind: "127.0.0.1:\(hServer) ssl crt \(path("server.haproxy.pem")) \(mtls)", server: "127.0.0.1:\(appPort)")
+                .write(toFile: path("haproxy-server.cfg"), atomically: true, encoding: .utf8)
+            try haproxyConfig(bind: "127.0.0.1:\(hClient)", server: "127.0.0.1:\(hServer) ssl crt \(path("client.haproxy.pem")) \(mtls)")
+                .write(toFile: path("haproxy-client.cfg"), atomically: true, encoding: .utf8)
             let h1 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-server.cfg")], in: work, readyPrefix: nil, stdout: path("haproxy-server.log"))
             let h2 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-client.cfg")], in: work, readyPrefix: nil, stdout: path("haproxy-client.log"))
             defer { for p in [h1, h2] where p.isRunning { p.terminate(); p.waitUntilExit() } }

@@ -3,51 +3,6 @@ import TrailStore
 
 /// JSON and table renderings of the store's answers. The JSON keys are a contract with users' scripts.
 enum Render {
-    static func ms(_ ns: Int64?) -> JSONValue {
-        guard let ns else { return .null }
-        return .double(Double(ns) / 1e6)
-    }
-
-    static func origin(_ o: ChainOrigin) -> JSONValue {
-        .object([
-            ("principal", .string(o.principal)),
-            ("principal_type", .string(o.principalType.rawValue)),
-            ("client_ip", .from(o.clientIP)),
-            ("via_gateway", .bool(o.viaGateway)),
-            ("credential", .from(o.credential)),
-        ])
-    }
-
-    static func hop(_ h: Hop) -> JSONValue {
-        .object([
-            ("index", .int(Int64(h.index))),
-            ("parent", .from(h.parent)),
-            ("caller", .string(h.caller)),
-            ("callee", .string(h.callee)),
-            ("caller_spiffe_id", .from(h.callerSPIFFEID)),
-            ("callee_spiffe_id", .from(h.calleeSPIFFEID)),
-            ("caller_service", .from(h.callerService)),
-            ("callee_service", .from(h.calleeService)),
-            ("method", .from(h.method)),
-            ("path", .from(h.path)),
-            ("operation", .from(h.operation)),
-            ("status", .from(h.status)),
-            ("start", .string(h.start.description)),
-            ("duration_ms", ms(h.durationNanos)),
-            ("mtls", h.transport.map { .bool($0 == .mtls) } ?? .null),
-            ("transport", .from(h.transport?.rawValue)),
-            ("serial", .from(h.serial)),
-            ("fingerprint_sha256", .from(h.fingerprintSHA256)),
-            ("certificate", .string(h.certificateState.rawValue)),
-            ("policy", .from(h.policy?.rawValue)),
-            ("principal", .from(h.principal?.name)),
-            ("request_id", .from(h.requestID)),
-            ("user_agent", .from(h.userAgent)),
-            ("observed_by", .from(h.observedBy.map(\.rawValue))),
-            ("evidence", .array(h.rawRecordIDs.map { .int($0) })),
-        ])
-    }
-
     static func finding(_ f: FindingRow) -> JSONValue {
         finding(id: f.id, kind: f.kind, severity: f.severity, traceID: f.traceID, hop: f.hopIndex,
                 principal: f.principal, identity: f.identity, serial: f.serial, time: f.time, detail: f.detail,
@@ -85,11 +40,11 @@ enum Render {
     static func chain(_ c: Chain) -> JSONValue {
         .object([
             ("trace_id", .string(c.traceID)),
-            ("origin", origin(c.origin)),
+            ("origin", ChainJSON.origin(c.origin)),
             ("start", .string(c.start.description)),
-            ("hops", .array(c.hops.map(hop))),
+            ("hops", .array(c.hops.map(ChainJSON.hop))),
             ("findings", .array(c.findings.map(finding))),
-            ("gaps", .array(c.gaps.map { .object([("before_hop", .int(Int64($0.beforeHop))), ("detail", .string($0.detail))]) })),
+            ("gaps", ChainJSON.gaps(c)),
         ])
     }
 

@@ -91,45 +91,11 @@ public struct JSONReportRenderer: ReportRenderer {
     static func chain(_ c: Chain) -> JSONValue {
         .object([
             ("trace_id", .string(c.traceID)),
-            ("origin", .object([
-                ("principal", .string(c.origin.principal)),
-                ("principal_type", .string(c.origin.principalType.rawValue)),
-                ("client_ip", .from(c.origin.clientIP)),
-                ("via_gateway", .bool(c.origin.viaGateway)),
-                ("credential", .from(c.origin.credential)),
-            ])),
+            ("origin", ChainJSON.origin(c.origin)),
             ("start", .string(c.start.description)),
-            ("hops", .array(c.hops.map { h in
-                .object([
-                    ("index", .int(Int64(h.index))),
-                    ("parent", .from(h.parent)),
-                    ("caller", .string(h.caller)),
-                    ("callee", .string(h.callee)),
-                    ("caller_spiffe_id", .from(h.callerSPIFFEID)),
-                    ("callee_spiffe_id", .from(h.calleeSPIFFEID)),
-                    ("caller_service", .from(h.callerService)),
-                    ("callee_service", .from(h.calleeService)),
-                    ("method", .from(h.method)),
-                    ("path", .from(h.path)),
-                    ("operation", .from(h.operation)),
-                    ("status", .from(h.status)),
-                    ("start", .string(h.start.description)),
-                    ("duration_ms", h.durationNanos.map { .double(Double($0) / 1e6) } ?? .null),
-                    ("mtls", h.transport.map { .bool($0 == .mtls) } ?? .null),
-                    ("transport", .from(h.transport?.rawValue)),
-                    ("serial", .from(h.serial)),
-                    ("fingerprint_sha256", .from(h.fingerprintSHA256)),
-                    ("certificate", .string(h.certificateState.rawValue)),
-                    ("policy", .from(h.policy?.rawValue)),
-                    ("principal", .from(h.principal?.name)),
-                    ("request_id", .from(h.requestID)),
-                    ("user_agent", .from(h.userAgent)),
-                    ("observed_by", .from(h.observedBy.map(\.rawValue))),
-                    ("evidence", .array(h.rawRecordIDs.map { .int($0) })),
-                ])
-            })),
+            ("hops", .array(c.hops.map(ChainJSON.hop))),
             ("findings", .array(c.findings.map { .string(TrailStore.findingID($0)) })),
-            ("gaps", .array(c.gaps.map { .object([("before_hop", .int(Int64($0.beforeHop))), ("detail", .string($0.detail))]) })),
+            ("gaps", ChainJSON.gaps(c)),
         ])
     }
 }

@@ -57,23 +57,14 @@ public final class Sidecar: Sendable {
         let telemetry = self.telemetry
         let mode = configuration.mode
         let localID = configuration.spiffeID
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 512)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                let connection = DownstreamConnection()
-                connection.remoteAddress = channel.remoteAddress.flatMap(UpstreamPool.describe)
-                connection.localAddress = channel.localAddress.flatMap(UpstreamPool.describe)
-                return channel.eventLoop.makeCompletedFuture {
-                    let setup = InboundSetup(identity: identity, telemetry: telemetry, policy: policy, pool: pool, localID: localID)
-                    if mode == .permissive {
-                        try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(setup: setup, connection: connection))
-                    } else {
-                        try setup.configureTLS(channel, connection)
-                    }
-                }
+        let bootstrap = listener { channel, connection in
+            let setup = InboundSetup(identity: identity, telemetry: telemetry, policy: policy, pool: pool, localID: localID)
+            if mode == .permissive {
+                try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(setup: setup, connection: connection))
+            } else {
+                try setup.configureTLS(channel, connection)
             }
+        }
         let channel = try await bind(bootstrap, configuration.inboundHost, configuration.inboundPort, "inbound.listen")
         return "https://\(Self.urlHost(configuration.inboundHost)):\(channel.localAddress?.port ?? configuration.inboundPort)"
     }
@@ -83,7 +74,20 @@ public final class Sidecar: Sendable {
     private func bindOutbound(host: String, port: Int, pool: UpstreamPool) async throws -> String {
         let policy = OutboundPolicy(configuration: configuration, telemetry: telemetry)
         let localID = configuration.spiffeID
-        let bootstrap = ServerBootstrap(group: group)
+        let bootstrap = listener { channel, connection in
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+            try channel.pipeline.syncOperations.addHandler(
+                ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .outbound))
+        }
+        let channel = try await bind(bootstrap, host, port, "outbound.listen")
+        return "http://\(Self.urlHost(host)):\(channel.localAddress?.port ?? port)"
+    }
+
+    /// A listener whose connections get their addresses recorded and then `configure`d.
+    private func listener(
+        _ configure: @escaping @Sendable (any Channel, DownstreamConnection) throws -> Void
+    ) -> ServerBootstrap {
+        ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -91,14 +95,8 @@ public final class Sidecar: Sendable {
                 let connection = DownstreamConnection()
                 connection.remoteAddress = channel.remoteAddress.flatMap(UpstreamPool.describe)
                 connection.localAddress = channel.localAddress.flatMap(UpstreamPool.describe)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(
-                        ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .outbound))
-                }
+                return channel.eventLoop.makeCompletedFuture { try configure(channel, connection) }
             }
-        let channel = try await bind(bootstrap, host, port, "outbound.listen")
-        return "http://\(Self.urlHost(host)):\(channel.localAddress?.port ?? port)"
     }
 
     private func bind(_ bootstrap: ServerBootstrap, _ host: String, _ port: Int, _ key: String) async throws -> any Channel {
