@@ -277,7 +277,10 @@ struct InboundPolicy: ProxyPolicy {
         head.headers.remove(name: "x-forwarded-client-cert")
         if let peer = connection.peer {
             var xfcc = "By=\(configuration.spiffeID);Hash=\(peer.fingerprintSHA256)"
-            if !peer.subject.isEmpty { xfcc += ";Subject=\"\(peer.subject.replacingOccurrences(of: "\"", with: "\\\""))\"" }
+            if !peer.subject.isEmpty {
+                let subject = peer.subject.contains("\"") ? peer.subject.replacingOccurrences(of: "\"", with: "\\\"") : peer.subject
+                xfcc += ";Subject=\"\(subject)\""
+            }
             if let uri = peer.spiffeID { xfcc += ";URI=\(uri)" }
             head.headers.add(name: "x-forwarded-client-cert", value: xfcc)
             record.xForwardedClientCert = xfcc
