@@ -103,6 +103,7 @@ struct BenchMesh: AsyncParsableCommand {
         let peakRSS = [rss(server.processIdentifier, "VmHWM:"), rss(client.processIdentifier, "VmHWM:")]
 
         var haproxyResult: LoadRun.Result?
+        var haproxyCPU: Double?
         if FileManager.default.isExecutableFile(atPath: haproxy) {
             let hServer = try freePort(), hClient = try freePort()
             /// One HAProxy: a frontend bound as `bind`, one backend server as `server`, access logs on stdout.
@@ -136,7 +137,9 @@ struct BenchMesh: AsyncParsableCommand {
             let h2 = try startProcess(URL(fileURLWithPath: haproxy), ["-db", "-f", path("haproxy-client.cfg")], in: work, readyPrefix: nil, stdout: path("haproxy-client.log"))
             defer { for p in [h1, h2] where p.isRunning { p.terminate(); p.waitUntilExit() } }
             try await Task.sleep(for: .milliseconds(500))
+            let haproxyCPUAtStart = cpuSeconds(h1.processIdentifier) + cpuSeconds(h2.processIdentifier)
             haproxyResult = try await LoadRun.run(group: group, port: hClient, host: "app", rate: rate, connections: connections, seconds: seconds)
+            haproxyCPU = cpuSeconds(h1.processIdentifier) + cpuSeconds(h2.processIdentifier) - haproxyCPUAtStart
         } else {
             printError("bench-mesh: \(haproxy) not found; skipping the HAProxy comparison (apt-get install haproxy)")
         }
@@ -155,8 +158,10 @@ struct BenchMesh: AsyncParsableCommand {
             table += name == "direct" ? "| | |\n" : "\(ms(r.p50 - direct.p50)) | \(ms(r.p90 - direct.p90)) | \(ms(r.p99 - direct.p99)) |\n"
         }
         writeOut(table)
-        writeOut(String(format: "\nsidecar CPU: %.0f µs per request for both sidecars together (warm-up included)\n",
-                        sidecarCPU * 1e6 / Double(max(1, trail.requests + Int(Double(rate))))))
+        let warmedRequests = Double(max(1, trail.requests + rate))
+        writeOut(String(format: "\nCPU per request, both proxies together, warm-up included: Trail sidecars %.0f µs", sidecarCPU * 1e6 / warmedRequests))
+        if let haproxyCPU { writeOut(String(format: ", HAProxy %.0f µs", haproxyCPU * 1e6 / warmedRequests)) }
+        writeOut("\n")
         writeOut(String(format: "sidecar RSS: server idle %.1f MiB, peak %.1f MiB; client idle %.1f MiB, peak %.1f MiB\n",
                         idleRSS[0] / 1024, peakRSS[0] / 1024, idleRSS[1] / 1024, peakRSS[1] / 1024))
         writeOut(String(format: "full mTLS handshakes: %.0f/s against the server sidecar, %d failed; %.0f per CPU-second of the sidecar (the client shares the cores)\n",

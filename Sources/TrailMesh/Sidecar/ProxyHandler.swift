@@ -58,6 +58,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var upstreamReusable = true
     private var pendingFlush = false
     private var requestNeedsFlush = false
+    /// Between a read and the end of its burst (channelReadComplete), where flushing can wait.
+    private var inReadBurst = false
 
     init(policy: any ProxyPolicy, pool: UpstreamPool, connection: DownstreamConnection, localSPIFFEID: String, direction: MeshAccessRecord.Direction) {
         self.policy = policy
@@ -71,6 +73,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inReadBurst = true
         switch unwrapInboundIn(data) {
         case .head(var head):
             begin(context: context, &head)
@@ -181,7 +184,13 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         state = .forwarding
         for part in parts { upstream.channel.write(part, promise: nil) }
-        upstream.channel.flush()
+        // The request's end (or the end of this read burst) flushes: usually one write for the whole request.
+        if case .end = parts.last {
+            upstream.channel.flush()
+        } else {
+            requestNeedsFlush = true
+            if !inReadBurst { upstream.channel.flush() }
+        }
     }
 
     private func upstreamFailed(_ error: any Error) {
@@ -296,6 +305,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// A streamed request body goes on as each read burst ends.
     func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
         if requestNeedsFlush, case .forwarding = state, let upstream {
             requestNeedsFlush = false
             upstream.channel.flush()
