@@ -48,6 +48,31 @@ struct CATests {
         #expect(facts.serial == svid.serial)
     }
 
+    @Test func anIntermediateCAChainsToTheGivenRoot() async throws {
+        let root = try Self.freshCA()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("trail-ca-\(UUID().uuidString)").path
+        let ca = try CertificateAuthority.initialize(
+            directory: dir, trustDomain: "shop.example", rootCertificatePath: root.path("ca.pem"), rootKeyPath: root.path("ca.key"))
+        #expect(ca.bundlePEM == (try SecureFile.readText(root.path("ca.pem"))))
+        let (svid, _) = try ca.issueWithNewKey(spiffeID: "spiffe://shop.example/ns/shop/sa/orders")
+        let chain = try Self.der(svid.chainPEM)
+        #expect(chain.count == 2)
+        #expect(try CertificateSummary.summarize(der: chain[1]).isCA)
+        let trust = TrustSnapshot(trustDomain: "shop.example", roots: try WorkloadIdentity.parseBundle(ca.bundlePEM))
+        guard case .accepted = await SVIDVerifier.verify(derChain: chain, trust: trust) else {
+            Issue.record("an SVID under the intermediate was refused")
+            return
+        }
+        guard case .refused(_, let why) = await SVIDVerifier.verify(derChain: [chain[0]], trust: trust) else {
+            Issue.record("a leaf without its intermediate was accepted")
+            return
+        }
+        #expect(why.contains("does not chain"))
+        #expect(throws: MeshError.self) {
+            try CertificateAuthority.initialize(directory: dir + "-2", trustDomain: "shop.example", rootCertificatePath: root.path("ca.pem"))
+        }
+    }
+
     @Test func workloadIDsOutsideTheTrustDomainAreRefused() throws {
         let ca = try Self.freshCA()
         #expect(throws: MeshError.self) { try ca.issueWithNewKey(spiffeID: "spiffe://other.example/ns/x/sa/y") }
