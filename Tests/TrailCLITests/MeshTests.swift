@@ -292,6 +292,17 @@ struct MeshTests {
         #expect(body.contains("URI=spiffe://shop.example/ns/shop/sa/web"))
         #expect(body.contains("URI=spiffe://shop.example/ns/shop/sa/orders"))
 
+        // A large body streams through the sidecar (reading pauses while the app's socket is full).
+        let big = dir.appendingPathComponent("big.bin")
+        try Data(repeating: 0x61, count: 8 << 20).write(to: big)
+        let upload = try Self.curl([
+            "-k", "--cert", "web/svid.pem", "--key", "web/svid.key", "--data-binary", "@big.bin", "\(estate.ordersInbound)/pay/upload",
+        ], in: dir)
+        #expect(upload.0 == 200, "\(upload.1)")
+        #expect(try Self.eventually(5) {
+            Self.accessLog(dir.appendingPathComponent("orders-access.ndjson")).contains { $0["path"]?.string == "/pay/upload" && $0["bytes_received"]?.int == 8 << 20 }
+        })
+
         // Plaintext into PERMISSIVE orders is served and recorded.
         let plainTrace = "5bf92f3577b34da6a3ce929d0e0e4736"
         #expect(try Self.curl(["-H", "traceparent: 00-\(plainTrace)-00f067aa0ba902b7-01", "\(estate.ordersInbound.replacingOccurrences(of: "https", with: "http"))/pay/x"], in: dir).0 == 200)

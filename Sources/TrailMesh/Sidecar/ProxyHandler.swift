@@ -60,6 +60,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var requestNeedsFlush = false
     /// Between a read and the end of its burst (channelReadComplete), where flushing can wait.
     private var inReadBurst = false
+    /// Backpressure: the caller is not read while the upstream's buffer is full, and the other way round.
+    private var readingPausedForUpstream = false
+    private var upstreamReadingPaused = false
 
     init(policy: any ProxyPolicy, pool: UpstreamPool, connection: DownstreamConnection, localSPIFFEID: String, direction: MeshAccessRecord.Direction) {
         self.policy = policy
@@ -118,8 +121,14 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         for name in ["connection", "keep-alive", "proxy-connection", "te", "upgrade", "proxy-authorization"] {
             head.headers.remove(name: name)
         }
+        // `Expect: 100-continue` is answered here, as Envoy does, and not passed on.
+        let expectsContinue = head.headers.first(name: "expect")?.lowercased() == "100-continue"
+        head.headers.remove(name: "expect")
         let route = policy.route(&head, &r, connection)
         record = r
+        if expectsContinue, case .forward = route {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        }
         switch route {
         case .refuse(let status, let body):
             state = .refused
@@ -163,6 +172,14 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             } else {
                 upstream.channel.write(part, promise: nil)
                 requestNeedsFlush = true
+                if !upstream.channel.isWritable, let context {
+                    // The upstream cannot keep up: stop reading the caller until it can (no unbounded buffering).
+                    // Pause first: the flush may make the upstream writable again at once, which resumes.
+                    readingPausedForUpstream = true
+                    context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+                    requestNeedsFlush = false
+                    upstream.channel.flush()
+                }
             }
         case .idle, .refused:
             break
@@ -248,6 +265,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context else { return }
         switch part {
         case .head(var head):
+            // Informational answers (100, 103) are the upstream's business; the caller gets the final one.
+            if head.status.code < 200 && head.status.code != 101 { return }
             responseStarted = true
             record?.status = Int(head.status.code)
             if !head.isKeepAlive { upstreamReusable = false }
@@ -261,9 +280,24 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             record?.bytesSent += buffer.readableBytes
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             pendingFlush = true
+            if !context.channel.isWritable, let upstream {
+                // The caller reads slowly: stop reading the upstream until the caller has taken what is queued.
+                upstreamReadingPaused = true
+                upstream.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+                pendingFlush = false
+                context.flush()
+            }
         case .end(let trailers):
             responseComplete = true
             let keepAlive = requestKeepAlive
+            if upstreamReadingPaused, let upstream {
+                upstreamReadingPaused = false
+                upstream.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            }
+            if readingPausedForUpstream {
+                readingPausedForUpstream = false
+                context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            }
             if let upstream, let target {
                 upstream.owner = nil
                 if upstreamReusable && requestComplete { pool.release(upstream, target) } else { upstream.channel.close(promise: nil) }
@@ -277,6 +311,23 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             log()
         }
+    }
+
+    /// The upstream can take more of the request: read the caller again.
+    func upstreamWritable() {
+        guard readingPausedForUpstream, let context else { return }
+        readingPausedForUpstream = false
+        context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, upstreamReadingPaused, let upstream {
+            upstreamReadingPaused = false
+            upstream.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            upstream.channel.read()
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func upstreamReadComplete() {
