@@ -16,6 +16,7 @@ import TrailFormats
                 ("Host", "api.example.com"), ("User-Agent", "curl/8.5.0"), ("Authorization", "Bearer eyJhbGciOi.secret.sig"),
                 ("apikey", "alice-key"), ("X-Api-Key", "k2"), ("Cookie", "session=abc"),
                 ("X-Request-ID", "client-chosen"), ("traceparent", "00-\(traceID)-00f067aa0ba902b7-01"),
+                ("Accept", "application/json"), ("accept", "text/plain"),
             ],
             status: status, responseSize: 77, clientIP: "203.0.113.9", startedAtMillis: 1_800_000_000_123,
             requestLatencyMillis: 12, gatewayLatencyMillis: 1)
@@ -106,6 +107,7 @@ import TrailFormats
         #expect(headers["cookie"]?.string == "REDACTED")
         #expect(headers["x-request-id"]?.string == Self.requestID)
         #expect(headers["user-agent"]?.string == "curl/8.5.0")
+        #expect(headers["accept"] == .array([.string("application/json"), .string("text/plain")]))
         #expect(json["request"]?["querystring"]?["order"]?.string == "7")
         #expect(json["request"]?["querystring"]?["apikey"]?.string == "REDACTED")
         #expect(json["request"]?["uri"]?.string == "/payments/refund?apikey=REDACTED&x-api-key=REDACTED&order=7")

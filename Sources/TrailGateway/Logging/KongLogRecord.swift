@@ -94,12 +94,7 @@ package struct KongLogRecord: Sendable {
     /// The record as JSON.
     package var json: JSONValue {
         let secrets = secretNames
-        var requestHeaderMembers: [(String, JSONValue)] = []
-        for (name, value) in requestHeaders {
-            let n = name.lowercased()
-            if n == "x-request-id" { continue }
-            requestHeaderMembers.append((n, .string(secrets.contains(n) ? "REDACTED" : value)))
-        }
+        var requestHeaderMembers = Self.headerObject(requestHeaders.filter { $0.name.lowercased() != "x-request-id" }, secrets)
         requestHeaderMembers.append(("x-request-id", .string(requestID)))
         let uri = redactQuery(target, secrets)
         let (_, query) = RouteRequest.split(target: target)
@@ -120,10 +115,9 @@ package struct KongLogRecord: Sendable {
             ("response", .object([
                 ("status", .int(Int64(status))),
                 ("size", .int(Int64(responseSize))),
-                ("headers", .object(responseHeaders.map { h in
-                    let n = h.name.lowercased()
-                    return (n, .string(secrets.contains(n) ? "REDACTED" : h.value))
-                } + [("x-kong-request-id", .string(requestID))])),
+                ("headers", .object(
+                    Self.headerObject(responseHeaders.filter { $0.name.lowercased() != "x-kong-request-id" }, secrets)
+                        + [("x-kong-request-id", .string(requestID))])),
             ])),
         ]
         if let routeName { root.append(("route", .object([("id", .string(routeName)), ("name", .string(routeName))]))) }
@@ -167,6 +161,21 @@ package struct KongLogRecord: Sendable {
 
     /// One NDJSON line (Kong's file-log), ending in `\n`.
     package var line: String { json.serialized() + "\n" }
+
+    /// Kong's header object: lowercase names in first-seen order, a repeated header as an array of its values.
+    private static func headerObject(_ headers: [(name: String, value: String)], _ secrets: Set<String>) -> [(String, JSONValue)] {
+        var order: [String] = []
+        var values: [String: [String]] = [:]
+        for (name, value) in headers {
+            let n = name.lowercased()
+            if values[n] == nil { order.append(n) }
+            values[n, default: []].append(secrets.contains(n) ? "REDACTED" : value)
+        }
+        return order.map { n in
+            let v = values[n] ?? []
+            return (n, v.count == 1 ? .string(v[0]) : .array(v.map { .string($0) }))
+        }
+    }
 
     private func redactQuery(_ target: String, _ secrets: Set<String>) -> String {
         guard let q = target.firstIndex(of: "?") else { return target }
