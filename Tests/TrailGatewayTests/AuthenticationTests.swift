@@ -76,6 +76,9 @@ import Testing
         return [
             ("garbage", "not-a-jwt", 401, "malformed JWT"),
             ("two segments", parts[0] + "." + parts[1], 401, "malformed JWT"),
+            ("standard base64 alphabet", parts[0] + "." + parts[1] + "." + parts[2].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") + "+/", 401, "malformed JWT"),
+            ("header not an object", TokenMaker.segment("[1]") + "." + parts[1] + "." + parts[2], 401, "malformed JWT"),
+            ("crit header", TokenMaker.sign(alg: "RS256", kid: nil, claims: c("https://idp.example.com", "trail-gateway", "alice", 1_900_000_000, nil)).replacingOccurrences(of: parts[0], with: TokenMaker.segment(#"{"alg":"RS256","crit":["exp"]}"#)), 401, "JWT has critical header parameters"),
             ("alg none", TokenMaker.segment(#"{"alg":"none"}"#) + "." + parts[1] + ".", 401, "JWT algorithm is not accepted"),
             ("alg None", TokenMaker.segment(#"{"alg":"None"}"#) + "." + parts[1] + ".", 401, "JWT algorithm is not accepted"),
             ("alg HS512", TokenMaker.sign(alg: "HS512", kid: nil, claims: c("https://idp.example.com", "trail-gateway", "alice", 1_900_000_000, nil), signWith: "HS256"), 401, "JWT algorithm is not accepted"),

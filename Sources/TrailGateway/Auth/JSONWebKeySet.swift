@@ -112,9 +112,11 @@ package struct JWKSet: Sendable {
     }
 }
 
-/// Base64url without padding (RFC 7515 §2); padding is tolerated on input.
+/// Base64url without padding (RFC 7515 §2). Input must use the URL alphabet (`+` and `/` are refused, so one
+/// token has one spelling); trailing padding is tolerated.
 package enum Base64URL {
     package static func decode(_ text: some StringProtocol) -> [UInt8]? {
+        guard !text.contains("+"), !text.contains("/") else { return nil }
         var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while s.hasSuffix("=") { s.removeLast() }
         guard !s.contains("=") else { return nil }
