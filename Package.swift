@@ -99,6 +99,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Gateway (`trail gateway`): configuration, routing, edge authentication, ACL, rate limits, Kong log
+        .target(
+            name: "TrailGateway",
+            dependencies: [
+                "TrailCore", "TrailMesh",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Incident reports (model built from the store, one renderer per format)
         .target(
             name: "TrailReport",
@@ -166,6 +177,15 @@ let package = Package(
         .testTarget(
             name: "TrailReportTests",
             dependencies: ["TrailReport", "TrailStore", "TrailCore", "TrailCompression", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TrailGatewayTests",
+            dependencies: [
+                "TrailGateway", "TrailFormats", "TrailCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -9,12 +9,12 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 
 /// A YAML node with the key path that led to it, for errors that say exactly where the problem is. Unknown keys
 /// are errors (a typo must not silently drop a security setting).
-struct ConfigNode {
-    let node: Node
-    let path: String
-    let file: String
+package struct ConfigNode {
+    package let node: Node
+    package let path: String
+    package let file: String
 
-    static func documents(file: String) throws -> [ConfigNode] {
+    package static func documents(file: String) throws -> [ConfigNode] {
         let text: String
         do {
             text = try SecureFile.readText(file)
@@ -24,7 +24,7 @@ struct ConfigNode {
         return try documents(text: text, file: file)
     }
 
-    static func documents(text: String, file: String) throws -> [ConfigNode] {
+    package static func documents(text: String, file: String) throws -> [ConfigNode] {
         do {
             let parser = try Parser(yaml: text)
             var documents: [ConfigNode] = []
@@ -37,15 +37,15 @@ struct ConfigNode {
         }
     }
 
-    var location: String {
+    package var location: String {
         let line = node.mark.map { " (line \($0.line))" } ?? ""
         return "\(file): \(path.isEmpty ? "top level" : path)\(line)"
     }
 
-    func fail(_ message: String) -> ConfigError { ConfigError("\(location): \(message)") }
+    package func fail(_ message: String) -> ConfigError { ConfigError("\(location): \(message)") }
 
     /// The mapping's members; errors if this is not a mapping or has keys outside `allowed`.
-    func mapping(allowed: Set<String>) throws -> [String: ConfigNode] {
+    package func mapping(allowed: Set<String>) throws -> [String: ConfigNode] {
         guard let mapping = node.mapping else { throw fail("expected a mapping (key: value)") }
         var out: [String: ConfigNode] = [:]
         for (key, value) in mapping {
@@ -60,29 +60,29 @@ struct ConfigNode {
         return out
     }
 
-    var isNull: Bool { node.null != nil || (node.scalar?.string == "" && node.scalar?.style == .plain) }
+    package var isNull: Bool { node.null != nil || (node.scalar?.string == "" && node.scalar?.style == .plain) }
 
-    func string() throws -> String {
+    package func string() throws -> String {
         guard let scalar = node.scalar else { throw fail("expected a string") }
         return scalar.string
     }
 
-    func int() throws -> Int {
+    package func int() throws -> Int {
         guard let scalar = node.scalar, let value = Int(scalar.string) else { throw fail("expected an integer") }
         return value
     }
 
-    func bool() throws -> Bool {
+    package func bool() throws -> Bool {
         guard let value = node.bool else { throw fail("expected true or false") }
         return value
     }
 
-    func list() throws -> [ConfigNode] {
+    package func list() throws -> [ConfigNode] {
         guard let sequence = node.sequence else { throw fail("expected a list") }
         return sequence.enumerated().map { ConfigNode(node: $1, path: "\(path)[\($0)]", file: file) }
     }
 
-    func strings() throws -> [String] { try list().map { try $0.string() } }
+    package func strings() throws -> [String] { try list().map { try $0.string() } }
 
     /// `HOST:PORT` (IPv6 in brackets).
     func hostPort() throws -> (host: String, port: Int) {
@@ -92,7 +92,7 @@ struct ConfigNode {
     }
 
     /// A path relative to the config file's folder when not absolute.
-    func filePath() throws -> String {
+    package func filePath() throws -> String {
         let text = try string()
         if text.hasPrefix("/") { return text }
         return ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(text)

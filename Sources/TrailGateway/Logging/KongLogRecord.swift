@@ -1,0 +1,189 @@
+import Foundation
+import TrailCore
+
+/// One access-log record in Kong's logging-plugin JSON schema (`kong.log.serialize()`, formats.md §1.2), so Kong
+/// users' tooling and Trail's own `KongLogParser` read it. Extra keys: `credential_type` (key-auth, jwt, mtls,
+/// anonymous) and, for refused requests, `refusal_reason`.
+///
+/// Credentials never reach the output: the values of `authorization`, `proxy-authorization`, `cookie`,
+/// `set-cookie`, `apikey` and the configured key names are replaced by `REDACTED` in headers, and those query
+/// parameters are redacted in `querystring`, `uri`, `url` and `upstream_uri`.
+package struct KongLogRecord: Sendable {
+    package struct Upstream: Sendable {
+        package var serviceName: String
+        package var host: String
+        package var port: Int
+        package var protocolName: String
+        /// The URI sent upstream, with query.
+        package var uri: String
+        /// One entry per attempt: address, port, start (ms epoch), latency (ms).
+        package var tries: [(ip: String, port: Int, startedAtMillis: Int64, latencyMillis: Int)]
+
+        package init(
+            serviceName: String, host: String, port: Int, protocolName: String = "https", uri: String,
+            tries: [(ip: String, port: Int, startedAtMillis: Int64, latencyMillis: Int)] = []
+        ) {
+            self.serviceName = serviceName
+            self.host = host
+            self.port = port
+            self.protocolName = protocolName
+            self.uri = uri
+            self.tries = tries
+        }
+    }
+
+    /// 32 lowercase hex digits; written as `request.id` and as the `x-request-id` request header.
+    package var requestID: String
+    /// 32 lowercase hex digits, written as `trace_id.w3c`.
+    package var traceID: String?
+    package var method: String
+    package var scheme: String = "https"
+    package var host: String
+    package var port: Int
+    /// The original request target, with query.
+    package var target: String
+    package var requestSize: Int
+    /// Request headers as received (names any case; written lowercase).
+    package var requestHeaders: [(name: String, value: String)]
+    package var status: Int
+    package var responseSize: Int
+    package var responseHeaders: [(name: String, value: String)] = []
+    package var routeName: String?
+    package var upstream: Upstream?
+    package var caller: AuthenticatedCaller?
+    /// The consumer entity's `id` and `custom_id` (the log's `consumer` object), when known.
+    package var consumerID: String?
+    package var consumerCustomID: String?
+    /// The credential kind presented, also for refused requests.
+    package var credentialKind: CredentialKind?
+    package var refusalReason: String?
+    package var clientIP: String
+    package var startedAtMillis: Int64
+    /// `latencies.request`, `.kong` and `.proxy` (-1 when there was no upstream), in ms.
+    package var requestLatencyMillis: Int
+    package var gatewayLatencyMillis: Int
+    package var proxyLatencyMillis: Int = -1
+    /// Header and query names that carry API keys (lowercase), besides `apikey`.
+    package var credentialNames: [String] = []
+
+    package init(
+        requestID: String, traceID: String?, method: String, host: String, port: Int, target: String,
+        requestSize: Int, requestHeaders: [(name: String, value: String)], status: Int, responseSize: Int,
+        clientIP: String, startedAtMillis: Int64, requestLatencyMillis: Int, gatewayLatencyMillis: Int
+    ) {
+        self.requestID = requestID
+        self.traceID = traceID
+        self.method = method
+        self.host = host
+        self.port = port
+        self.target = target
+        self.requestSize = requestSize
+        self.requestHeaders = requestHeaders
+        self.status = status
+        self.responseSize = responseSize
+        self.clientIP = clientIP
+        self.startedAtMillis = startedAtMillis
+        self.requestLatencyMillis = requestLatencyMillis
+        self.gatewayLatencyMillis = gatewayLatencyMillis
+    }
+
+    static let alwaysSecretHeaders: Set<String> = ["authorization", "proxy-authorization", "cookie", "set-cookie", "apikey"]
+
+    private var secretNames: Set<String> { Self.alwaysSecretHeaders.union(credentialNames.map { $0.lowercased() }) }
+
+    /// The record as JSON.
+    package var json: JSONValue {
+        let secrets = secretNames
+        var requestHeaderMembers = Self.headerObject(requestHeaders.filter { $0.name.lowercased() != "x-request-id" }, secrets)
+        requestHeaderMembers.append(("x-request-id", .string(requestID)))
+        let uri = redactQuery(target, secrets)
+        let (_, query) = RouteRequest.split(target: target)
+        var request: [(String, JSONValue)] = [
+            ("id", .string(requestID)),
+            ("method", .string(method)),
+            ("uri", .string(uri)),
+            ("url", .string("\(scheme)://\(host):\(port)\(uri)")),
+            ("size", .int(Int64(requestSize))),
+            ("querystring", .object(query.map { ($0.name, .string(secrets.contains($0.name.lowercased()) ? "REDACTED" : $0.value)) })),
+            ("headers", .object(requestHeaderMembers)),
+        ]
+        if scheme == "https", credentialKind == .mtls {
+            request.append(("tls", .object([("client_verify", .string("SUCCESS"))])))
+        }
+        var root: [(String, JSONValue)] = [
+            ("request", .object(request)),
+            ("response", .object([
+                ("status", .int(Int64(status))),
+                ("size", .int(Int64(responseSize))),
+                ("headers", .object(
+                    Self.headerObject(responseHeaders.filter { $0.name.lowercased() != "x-kong-request-id" }, secrets)
+                        + [("x-kong-request-id", .string(requestID))])),
+            ])),
+        ]
+        if let routeName { root.append(("route", .object([("id", .string(routeName)), ("name", .string(routeName))]))) }
+        if let upstream {
+            root.append(("service", .object([
+                ("id", .string(upstream.serviceName)), ("name", .string(upstream.serviceName)),
+                ("host", .string(upstream.host)), ("port", .int(Int64(upstream.port))),
+                ("protocol", .string(upstream.protocolName)),
+            ])))
+            root.append(("upstream_uri", .string(redactQuery(upstream.uri, secrets))))
+            root.append(("tries", .array(upstream.tries.map { t in
+                .object([
+                    ("balancer_start", .int(t.startedAtMillis)), ("ip", .string(t.ip)), ("port", .int(Int64(t.port))),
+                    ("balancer_latency", .int(Int64(t.latencyMillis))),
+                ])
+            })))
+        }
+        if let caller, caller.kind != .anonymous {
+            let consumerID = self.consumerID ?? caller.consumer
+            var consumer: [(String, JSONValue)] = [("id", .string(consumerID)), ("username", .string(caller.consumer))]
+            if let consumerCustomID { consumer.append(("custom_id", .string(consumerCustomID))) }
+            root.append(("consumer", .object(consumer)))
+            root.append(("authenticated_entity", .object([
+                ("id", .string(caller.credentialID)), ("consumer_id", .string(consumerID)),
+            ])))
+        }
+        if let kind = credentialKind ?? caller?.kind { root.append(("credential_type", .string(kind.rawValue))) }
+        if let refusalReason { root.append(("refusal_reason", .string(refusalReason))) }
+        root += [
+            ("client_ip", .string(clientIP)),
+            ("started_at", .int(startedAtMillis)),
+            ("latencies", .object([
+                ("request", .int(Int64(requestLatencyMillis))), ("kong", .int(Int64(gatewayLatencyMillis))),
+                ("proxy", .int(Int64(proxyLatencyMillis))),
+            ])),
+            ("source", .string(upstream == nil || proxyLatencyMillis < 0 ? "kong" : "upstream")),
+        ]
+        if let traceID { root.append(("trace_id", .object([("w3c", .string(traceID))]))) }
+        return .object(root)
+    }
+
+    /// One NDJSON line (Kong's file-log), ending in `\n`.
+    package var line: String { json.serialized() + "\n" }
+
+    /// Kong's header object: lowercase names in first-seen order, a repeated header as an array of its values.
+    private static func headerObject(_ headers: [(name: String, value: String)], _ secrets: Set<String>) -> [(String, JSONValue)] {
+        var order: [String] = []
+        var values: [String: [String]] = [:]
+        for (name, value) in headers {
+            let n = name.lowercased()
+            if values[n] == nil { order.append(n) }
+            values[n, default: []].append(secrets.contains(n) ? "REDACTED" : value)
+        }
+        return order.map { n in
+            let v = values[n] ?? []
+            return (n, v.count == 1 ? .string(v[0]) : .array(v.map { .string($0) }))
+        }
+    }
+
+    private func redactQuery(_ target: String, _ secrets: Set<String>) -> String {
+        guard let q = target.firstIndex(of: "?") else { return target }
+        let pairs = target[target.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false).map { pair -> String in
+            let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            let decoded = String(name).removingPercentEncoding ?? String(name)
+            return secrets.contains(decoded.lowercased()) ? "\(name)=REDACTED" : String(pair)
+        }
+        return String(target[...q]) + pairs.joined(separator: "&")
+    }
+}

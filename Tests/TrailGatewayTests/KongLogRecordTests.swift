@@ -1,0 +1,122 @@
+import Testing
+import TrailCore
+import TrailFormats
+
+@testable import TrailGateway
+
+@Suite struct KongLogRecordTests {
+    static let requestID = "2f6946328ffc4946b8c9120704a4a155"
+    static let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    static func record(caller: AuthenticatedCaller?, kind: CredentialKind?, status: Int, reason: String? = nil) -> KongLogRecord {
+        var r = KongLogRecord(
+            requestID: requestID, traceID: traceID, method: "POST", host: "api.example.com", port: 443,
+            target: "/payments/refund?apikey=alice-key&x-api-key=k2&order=7", requestSize: 412,
+            requestHeaders: [
+                ("Host", "api.example.com"), ("User-Agent", "curl/8.5.0"), ("Authorization", "Bearer eyJhbGciOi.secret.sig"),
+                ("apikey", "alice-key"), ("X-Api-Key", "k2"), ("Cookie", "session=abc"),
+                ("X-Request-ID", "client-chosen"), ("traceparent", "00-\(traceID)-00f067aa0ba902b7-01"),
+                ("Accept", "application/json"), ("accept", "text/plain"),
+            ],
+            status: status, responseSize: 77, clientIP: "203.0.113.9", startedAtMillis: 1_800_000_000_123,
+            requestLatencyMillis: 12, gatewayLatencyMillis: 1)
+        r.responseHeaders = [("Content-Type", "application/json"), ("Set-Cookie", "s=1")]
+        r.routeName = "payments"
+        r.caller = caller
+        r.credentialKind = kind
+        r.refusalReason = reason
+        r.consumerID = caller.map { "id-\($0.consumer)" }
+        r.credentialNames = ["x-api-key"]
+        if status < 400 {
+            r.upstream = .init(
+                serviceName: "payments-v2", host: "payments.default.svc", port: 8443,
+                uri: "/payments/refund?apikey=alice-key&order=7",
+                tries: [(ip: "10.0.0.7", port: 8443, startedAtMillis: 1_800_000_000_124, latencyMillis: 0)])
+            r.proxyLatencyMillis = 10
+        }
+        return r
+    }
+
+    static func parse(_ line: String) throws -> Observation {
+        let results = KongLogParser().parse(Array(line.utf8))
+        #expect(results.count == 1)
+        guard case .record(let parsed)? = results.first else {
+            Issue.record("Trail's Kong parser rejected the record: \(results)")
+            throw CancellationError()
+        }
+        #expect(parsed.partialRejections.isEmpty, "\(parsed.partialRejections)")
+        return try #require(parsed.observations.first)
+    }
+
+    @Test func trailsOwnParserReadsAnAuthenticatedRecord() throws {
+        let caller = AuthenticatedCaller(consumer: "alice", kind: .keyAuth, credentialID: "key-auth:0572c17e")
+        let line = Self.record(caller: caller, kind: .keyAuth, status: 200).line
+        #expect(line.hasSuffix("}\n"))
+        #expect(FormatRegistry.detect(Array(line.utf8)) == .kong)
+        let obs = try Self.parse(line)
+        #expect(obs.principal == Principal(name: "alice", type: .apiKey, credential: "key-auth:0572c17e"))
+        #expect(obs.caller.address == "203.0.113.9")
+        #expect(obs.route == "payments")
+        #expect(obs.status == 200)
+        #expect(obs.requestID == Self.requestID)
+        #expect(obs.traceID == Self.traceID)
+        #expect(obs.method == "POST")
+        #expect(obs.path == "/payments/refund")
+        #expect(obs.callee.service == "payments-v2")
+        #expect(obs.callee.address == "10.0.0.7")
+        #expect(obs.durationNanos == 12_000_000)
+    }
+
+    /// (credential kind, expected principal type in Trail).
+    @Test(arguments: [(CredentialKind.jwt, PrincipalType.jwt), (.mtls, .clientCertificate), (.keyAuth, .apiKey)])
+    func credentialKindsMapToPrincipalTypes(_ c: (CredentialKind, PrincipalType)) throws {
+        let caller = AuthenticatedCaller(consumer: "bob", kind: c.0, credentialID: "cred")
+        let obs = try Self.parse(Self.record(caller: caller, kind: c.0, status: 201).line)
+        #expect(obs.principal?.type == c.1)
+        #expect(obs.principal?.name == "bob")
+    }
+
+    @Test func refusedRequestsAreLoggedWithTheReasonAndNoConsumer() throws {
+        let line = Self.record(caller: nil, kind: .jwt, status: 401, reason: "JWT has expired").line
+        let json = try JSONParser.parse(Array(line.utf8))
+        #expect(json["refusal_reason"]?.string == "JWT has expired")
+        #expect(json["credential_type"]?.string == "jwt")
+        #expect(json["consumer"] == nil)
+        #expect(json["service"] == nil)
+        #expect(json["latencies"]?["proxy"]?.int == -1)
+        #expect(json["source"]?.string == "kong")
+        let obs = try Self.parse(line)
+        #expect(obs.status == 401)
+        #expect(obs.principal?.type == .anonymous)
+        #expect(obs.requestID == Self.requestID)
+        #expect(obs.traceID == Self.traceID)
+        #expect(obs.caller.address == "203.0.113.9")
+    }
+
+    @Test func credentialsNeverReachTheLog() throws {
+        let caller = AuthenticatedCaller(consumer: "alice", kind: .keyAuth, credentialID: "key-auth:0572c17e")
+        let line = Self.record(caller: caller, kind: .keyAuth, status: 200).line
+        for secret in ["alice-key", "k2", "eyJhbGciOi", "session=abc", "s=1", "client-chosen"] {
+            #expect(!line.contains(secret), "\(secret) leaked: \(line)")
+        }
+        let json = try JSONParser.parse(Array(line.utf8))
+        let headers = try #require(json["request"]?["headers"])
+        #expect(headers["authorization"]?.string == "REDACTED")
+        #expect(headers["apikey"]?.string == "REDACTED")
+        #expect(headers["x-api-key"]?.string == "REDACTED")
+        #expect(headers["cookie"]?.string == "REDACTED")
+        #expect(headers["x-request-id"]?.string == Self.requestID)
+        #expect(headers["user-agent"]?.string == "curl/8.5.0")
+        #expect(headers["accept"] == .array([.string("application/json"), .string("text/plain")]))
+        #expect(json["request"]?["querystring"]?["order"]?.string == "7")
+        #expect(json["request"]?["querystring"]?["apikey"]?.string == "REDACTED")
+        #expect(json["request"]?["uri"]?.string == "/payments/refund?apikey=REDACTED&x-api-key=REDACTED&order=7")
+        #expect(json["upstream_uri"]?.string == "/payments/refund?apikey=REDACTED&order=7")
+        #expect(json["response"]?["headers"]?["set-cookie"]?.string == "REDACTED")
+        #expect(json["response"]?["headers"]?["x-kong-request-id"]?.string == Self.requestID)
+        #expect(json["consumer"]?["id"]?.string == "id-alice")
+        #expect(json["authenticated_entity"]?["consumer_id"]?.string == "id-alice")
+        #expect(json["started_at"]?.int == 1_800_000_000_123)
+        #expect(json["trace_id"]?["w3c"]?.string == Self.traceID)
+    }
+}
