@@ -25,7 +25,7 @@ struct OutboxTests {
     }
 
     static func outbox(_ dir: String, port: Int, maxBytes: Int = 1 << 20) throws -> Outbox {
-        let client = HTTPSClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .seconds(2)) { nil }
+        let client = HTTPSClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .seconds(15)) { nil }
         return try Outbox(
             directory: dir, endpoint: try HTTPSClient.Endpoint(url: "http://127.0.0.1:\(port)"), path: "/v1/access-logs",
             headers: [], client: client, maxBytes: maxBytes, flushInterval: .milliseconds(50), log: { _ in }
