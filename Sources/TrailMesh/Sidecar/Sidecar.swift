@@ -125,23 +125,23 @@ struct InboundSetup: Sendable {
     func configureTLS(_ channel: any Channel, _ connection: DownstreamConnection) throws {
         let current = identity.current
         let trust = current.trust
-        let refusal = HandshakeVerdict()
+        let verdict = HandshakeVerdict()
         let cache = identity.verifiedChains
         let handler = NIOSSLServerHandler(context: current.serverContext, customVerificationCallback: { certificates, promise in
             cache.verify(certificates, trust: trust) { verdict in
                 switch verdict {
                 case .accepted(let facts):
-                    refusal.set(facts, nil)
+                    verdict.set(facts, nil)
                     promise.succeed(.certificateVerified)
                 case .refused(let facts, let reason):
-                    refusal.set(facts, reason)
+                    verdict.set(facts, reason)
                     promise.succeed(.failed)
                 }
             }
         })
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(handler)
-        try sync.addHandler(HandshakeObserver(connection: connection, refusal: refusal, telemetry: telemetry, localID: localID))
+        try sync.addHandler(HandshakeObserver(connection: connection, verdict: verdict, telemetry: telemetry, localID: localID))
         try configureHTTP(channel, connection)
     }
 
@@ -164,14 +164,14 @@ final class HandshakeVerdict: Sendable {
 final class HandshakeObserver: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     let connection: DownstreamConnection
-    let refusal: HandshakeVerdict
+    let verdict: HandshakeVerdict
     let telemetry: TelemetrySink
     let localID: String
     private var done = false
 
-    init(connection: DownstreamConnection, refusal: HandshakeVerdict, telemetry: TelemetrySink, localID: String) {
+    init(connection: DownstreamConnection, verdict: HandshakeVerdict, telemetry: TelemetrySink, localID: String) {
         self.connection = connection
-        self.refusal = refusal
+        self.verdict = verdict
         self.telemetry = telemetry
         self.localID = localID
     }
@@ -179,7 +179,7 @@ final class HandshakeObserver: ChannelInboundHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted = event {
             done = true
-            connection.peer = refusal.facts
+            connection.peer = verdict.facts
             connection.tlsVersion = (try? context.pipeline.syncOperations.nioSSL_tlsVersion()).flatMap { $0 }.map(UpstreamPool.tlsName)
         }
         context.fireUserInboundEventTriggered(event)
@@ -191,10 +191,10 @@ final class HandshakeObserver: ChannelInboundHandler, RemovableChannelHandler {
             var r = MeshAccessRecord(direction: .inbound, startNanos: MeshAccessRecord.nowNanos(), method: "-", path: "-", localSPIFFEID: localID)
             r.downstreamRemote = connection.remoteAddress
             r.downstreamLocal = connection.localAddress
-            r.peer = refusal.facts
+            r.peer = verdict.facts
             r.responseFlags = "-"
             r.responseCodeDetails = "filter_chain_not_found"
-            r.refusal = refusal.reason ?? Self.describe(error)
+            r.refusal = verdict.reason ?? Self.describe(error)
             telemetry.record(r)
         }
         context.close(promise: nil)
