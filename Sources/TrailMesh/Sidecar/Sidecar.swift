@@ -128,8 +128,8 @@ struct InboundSetup: Sendable {
         let verdict = HandshakeVerdict()
         let cache = identity.verifiedChains
         let handler = NIOSSLServerHandler(context: current.serverContext, customVerificationCallback: { certificates, promise in
-            cache.verify(certificates, trust: trust) { verdict in
-                switch verdict {
+            cache.verify(certificates, trust: trust) { outcome in
+                switch outcome {
                 case .accepted(let facts):
                     verdict.set(facts, nil)
                     promise.succeed(.certificateVerified)
