@@ -370,6 +370,13 @@ struct MeshTests {
         let revokedLine = Self.accessLog(dir.appendingPathComponent("payments-access.ndjson")).last { $0["refusal_reason"]?.string?.contains("revoked") == true }
         #expect(revokedLine?["downstream_peer_serial"]?.string == ordersSerial)
         #expect(revokedLine?["downstream_peer_uri_san"]?.string == "spiffe://shop.example/ns/shop/sa/orders")
+        // The analyst sees the revoked certificate still being presented, with its serial.
+        #expect(try Self.eventually {
+            try Self.trail(["findings", "--db", estate.db, "--format", "json", "--kind", "revoked-certificate"], in: dir).contains(ordersSerial)
+        })
+        // Every line the sidecars and the CA delivered was read: nothing rejected, refusals included.
+        let rejects = try Self.trail(["rejects", "--db", estate.db, "--format", "json"], in: dir)
+        #expect(try JSONParser.parse(Array(rejects.utf8)).array?.isEmpty == true, "rejected: \(rejects)")
         // The CA's events reached the store: orders' serial is revoked there too.
         #expect(try Self.eventually { try Self.trail(["identities", "--db", estate.db, "--format", "json"], in: dir).contains("revoked") })
     }
