@@ -127,7 +127,7 @@ struct SidecarCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sidecar",
         abstract: "Run one workload's mTLS sidecar: SPIFFE identity, authorization policy, access logs and spans to trail serve.",
-        discussion: "The first line on stdout is `listening on URL` (the inbound mTLS listener); the second names the outbound one.")
+        discussion: "The first line on stdout is `listening on URL` (the inbound mTLS listener); then `outbound on URL` and `admin on URL` when configured.")
     @Option(name: .long, help: "The sidecar's YAML config file.") var config: String
 
     func run() async throws {
@@ -137,6 +137,7 @@ struct SidecarCommand: AsyncParsableCommand {
             let urls = try await sidecar.start()
             writeOut("listening on \(urls.inbound)\n")
             if let outbound = urls.outbound { writeOut("outbound on \(outbound)\n") }
+            if let admin = urls.admin { writeOut("admin on \(admin)\n") }
             await SignalWaiter.waitForTermination()
             await sidecar.stop()
         } catch {

@@ -122,6 +122,7 @@ struct MeshTests {
         var ordersInbound = ""
         var ordersOutbound = ""
         var paymentsInbound = ""
+        var paymentsAdmin = ""
         let db: String
 
         init(svidTTL: Int = 3600, refreshSeconds: Int = 1) throws {
@@ -173,9 +174,10 @@ struct MeshTests {
             let app = CLI.root.appendingPathComponent("fixtures/mesh/app.py").path
             let paymentsApp = try start(python, ["python3", app, "0", "payments"], "payments-app")
             try sidecarConfig("payments", appPort: paymentsApp.lines[0].split(separator: " ")[1], mode: "STRICT", refresh: refreshSeconds,
-                              extra: "  policies: [payments-policy.yaml]\n")
-            let payments = try start(CLI.binary, ["sidecar", "--config", "payments.yaml"], "payments-sidecar", lines: 1)
+                              extra: "  policies: [payments-policy.yaml]\n", outbound: "admin:\n  listen: 127.0.0.1:0\n")
+            let payments = try start(CLI.binary, ["sidecar", "--config", "payments.yaml"], "payments-sidecar", lines: 2)
             paymentsInbound = payments.url
+            paymentsAdmin = String(payments.lines[1].split(separator: " ").last ?? "")
             let paymentsPort = paymentsInbound.split(separator: ":").last!
             // orders' outbound port must be known to its app: bind it first with a fixed free port.
             let outboundPort = try Self.freePort()
@@ -377,6 +379,14 @@ struct MeshTests {
         // Every line the sidecars and the CA delivered was read: nothing rejected, refusals included.
         let rejects = try Self.trail(["rejects", "--db", estate.db, "--format", "json"], in: dir)
         #expect(try JSONParser.parse(Array(rejects.utf8)).array?.isEmpty == true, "rejected: \(rejects)")
+        // The admin endpoint counts what happened, by cause.
+        let (metricsStatus, metrics) = try Self.curl(["\(estate.paymentsAdmin)/metrics"], in: dir)
+        #expect(metricsStatus == 200)
+        for cause in ["handshake", "policy", "certificate"] {
+            #expect(metrics.contains("trail_sidecar_refusals_total{direction=\"inbound\",cause=\"\(cause)\"}"), "\(metrics)")
+        }
+        #expect(metrics.contains("trail_sidecar_crl_revoked_certificates 1"))
+        #expect(try Self.curl(["\(estate.paymentsAdmin)/healthz"], in: dir).0 == 200)
         // The CA's events reached the store: orders' serial is revoked there too.
         #expect(try Self.eventually { try Self.trail(["identities", "--db", estate.db, "--format", "json"], in: dir).contains("revoked") })
     }

@@ -6,6 +6,7 @@ import NIOSSL
 import NIOTLS
 import Synchronization
 import TrailCore
+import TrailServer
 
 /// `trail sidecar`: one workload's mesh proxy. Inbound, it terminates mTLS (or, in PERMISSIVE mode, also accepts
 /// plaintext), verifies the caller's X509-SVID, applies the authorization policies and forwards to the local app
@@ -19,6 +20,7 @@ public final class Sidecar: Sendable {
     let telemetry: TelemetrySink
     let log: @Sendable (String) -> Void
     private let channels = Mutex<[any Channel]>([])
+    private let adminServer = Mutex<IngestHTTPServer?>(nil)
 
     public init(configuration: SidecarConfiguration, threads: Int = System.coreCount, log: @escaping @Sendable (String) -> Void) throws {
         self.configuration = configuration
@@ -28,8 +30,8 @@ public final class Sidecar: Sendable {
         telemetry = try TelemetrySink(configuration: configuration, identity: identity, group: group, log: log)
     }
 
-    /// Gets the SVID, binds both listeners and starts delivery. Returns the inbound and outbound URLs.
-    public func start() async throws -> (inbound: String, outbound: String?) {
+    /// Gets the SVID, binds the listeners and starts delivery. Returns the inbound, outbound and admin URLs.
+    public func start() async throws -> (inbound: String, outbound: String?, admin: String?) {
         try await identity.start()
         telemetry.start()
         let pool = UpstreamPool(identity: identity)
@@ -38,11 +40,24 @@ public final class Sidecar: Sendable {
         if let host = configuration.outboundHost, let port = configuration.outboundPort {
             outbound = try await bindOutbound(host: host, port: port, pool: pool)
         }
-        return (inbound, outbound)
+        var admin: String?
+        if let host = configuration.adminHost, let port = configuration.adminPort {
+            let server = IngestHTTPServer(
+                configuration: ServerConfiguration(host: host, port: port, insecure: true, eventLoopThreads: 1),
+                handler: SidecarAdmin(identity: identity, metrics: telemetry.metrics, telemetry: telemetry))
+            do {
+                admin = try await server.start().absoluteString
+            } catch {
+                throw MeshError("\(configuration.file): admin.listen: \(error)")
+            }
+            adminServer.withLock { $0 = server }
+        }
+        return (inbound, outbound, admin)
     }
 
     public func stop() async {
         for c in channels.withLock({ $0 }) { try? await c.close() }
+        if let admin = adminServer.withLock({ $0 }) { try? await admin.shutdown() }
         identity.stop()
         await telemetry.stop()
         try? await group.shutdownGracefully()

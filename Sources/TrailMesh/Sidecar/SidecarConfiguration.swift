@@ -57,6 +57,9 @@ public struct SidecarConfiguration: Sendable {
     public var flushMilliseconds: Int
     /// Event-loop threads (Istio's `concurrency`; 2 by default, as Istio's sidecars).
     public var concurrency: Int
+    /// The admin endpoint (`/healthz`, `/metrics`), plain HTTP; nil for none.
+    public var adminHost: String?
+    public var adminPort: Int?
 
     /// Reads and validates a sidecar config file; errors name the key path and line.
     public static func load(file: String) throws -> SidecarConfiguration {
@@ -64,7 +67,7 @@ public struct SidecarConfiguration: Sendable {
         guard documents.count == 1, let root = documents.first else {
             throw ConfigError("\(file): expected one YAML document")
         }
-        let top = try root.mapping(allowed: ["spiffe_id", "service", "trust_bundle", "ca", "svid", "inbound", "outbound", "telemetry", "concurrency"])
+        let top = try root.mapping(allowed: ["spiffe_id", "service", "trust_bundle", "ca", "svid", "inbound", "outbound", "telemetry", "concurrency", "admin"])
         func required(_ key: String) throws -> ConfigNode {
             guard let n = top[key] else { throw root.fail("'\(key)' is required") }
             return n
@@ -172,11 +175,19 @@ public struct SidecarConfiguration: Sendable {
             concurrency = try c.int()
             guard (1...64).contains(concurrency) else { throw c.fail("must be between 1 and 64") }
         }
+        var adminHost: String?
+        var adminPort: Int?
+        if let a = top["admin"] {
+            let m = try a.mapping(allowed: ["listen"])
+            guard let l = m["listen"] else { throw a.fail("'listen' is required (HOST:PORT, e.g. 127.0.0.1:15000)") }
+            (adminHost, adminPort) = try l.hostPort()
+        }
         return SidecarConfiguration(
             file: file, spiffeID: id.description, trustDomain: id.trustDomain, service: service, bundlePath: bundle,
             identity: identity, inboundHost: inHost, inboundPort: inPort, appHost: appHost, appPort: appPort, mode: mode,
             policies: policies, outboundHost: outHost, outboundPort: outPort, upstreams: upstreams, ingestURL: ingest,
             ingestTokenFile: token, ingestCA: ingestCA, accessLogPath: accessLog, bufferDirectory: buffer,
-            bufferMaxBytes: bufferMax, flushMilliseconds: flush, concurrency: concurrency)
+            bufferMaxBytes: bufferMax, flushMilliseconds: flush, concurrency: concurrency,
+            adminHost: adminHost, adminPort: adminPort)
     }
 }

@@ -9,6 +9,7 @@ import Synchronization
 final class TelemetrySink: Sendable {
     let accessOutbox: Outbox?
     let spanOutbox: Outbox?
+    let metrics = SidecarMetrics()
     private let file: Mutex<Int32>
 
     init(configuration: SidecarConfiguration, identity: WorkloadIdentity, group: any EventLoopGroup, log: @escaping @Sendable (String) -> Void) throws {
@@ -71,6 +72,7 @@ final class TelemetrySink: Sendable {
     }
 
     func record(_ record: MeshAccessRecord) {
+        metrics.count(record)
         let line = record.envoyJSON()
         file.withLock { fd in
             guard fd >= 0 else { return }
