@@ -120,3 +120,43 @@ struct PolicyTests {
         }
     }
 }
+
+@Suite("Path normalisation before authorization")
+struct PathNormalizerTests {
+    @Test(arguments: [
+        ("/pay/admin", "/pay/admin"),
+        ("/pay//admin", "/pay/admin"),
+        ("/pay/./admin", "/pay/admin"),
+        ("/x/../pay/admin", "/pay/admin"),
+        ("/../../pay/admin", "/pay/admin"),
+        ("/pay/%61dmin", "/pay/admin"),
+        ("/pay/%2fadmin", "/pay/%2Fadmin"),
+        ("/pay/admin/?a=../b", "/pay/admin/?a=../b"),
+        ("/pay/x/..", "/pay/"),
+        ("/", "/"),
+    ])
+    func normalises(input: String, expected: String) {
+        #expect(PathNormalizer.normalize(input) == expected)
+    }
+
+    @Test func refusesWhatIsNotAnOriginFormPath() {
+        #expect(PathNormalizer.normalize("pay/admin") == nil)
+        #expect(PathNormalizer.normalize("/pay/%zz") == nil)
+        #expect(PathNormalizer.normalize("/pay/%4") == nil)
+    }
+
+    @Test func aPolicyOnAPathCannotBeSidesteppedBySpelling() throws {
+        let policies = try AuthorizationPolicy.load(text: """
+            metadata: {name: no-admin, namespace: shop}
+            spec:
+              action: DENY
+              rules:
+              - to: [{operation: {paths: ["/pay/admin"]}}]
+            """)
+        let engine = PolicyEngine(policies: policies)
+        for spelling in ["/pay//admin", "/pay/./admin", "/x/../pay/admin", "/pay/%61dmin"] {
+            let path = try #require(PathNormalizer.normalize(spelling))
+            #expect(!engine.decide(AuthorizationRequest(principal: nil, method: "GET", path: path)).allowed, "\(spelling)")
+        }
+    }
+}

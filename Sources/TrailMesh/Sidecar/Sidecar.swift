@@ -278,6 +278,14 @@ struct InboundPolicy: ProxyPolicy {
                 return .refuse(status: .forbidden, body: "peer certificate rejected: \(problem)")
             }
         }
+        // Policies see, and the app gets, the normalised path.
+        guard let normalized = PathNormalizer.normalize(head.uri) else {
+            record.refusal = "the request target '\(head.uri.prefix(200))' is not a valid origin-form path"
+            record.responseCodeDetails = "invalid_path"
+            return .refuse(status: .badRequest, body: "Bad Request")
+        }
+        head.uri = normalized
+        record.path = normalized
         let decision = engine.decide(AuthorizationRequest(principal: connection.peer?.spiffeID, method: head.method.rawValue, path: head.uri))
         record.policyName = decision.policy ?? decision.dryRunPolicy
         if !decision.allowed {
