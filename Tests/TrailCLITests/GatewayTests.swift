@@ -121,4 +121,58 @@ struct GatewayTests {
                 && $0["caller_spiffe_id"]?.string == "spiffe://shop.example/ns/edge/sa/gateway"
         }, "\(out)")
     }
+
+    /// Edge TLS with optional partner client certificates: a partner's certificate is its credential (mtls), a
+    /// caller without one still gets in with an API key; the backend here is plain HTTP (no spiffe_id).
+    @Test func edgeTLSMapsAPartnerCertificateToItsConsumer() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("trail-gateway-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var daemons: [M.Daemon] = []
+        defer { for d in daemons.reversed() { d.stop() } }
+        _ = try M.trail(["ca", "init", "--dir", "ca", "--trust-domain", "partners.example"], in: dir)
+        _ = try M.trail(["ca", "issue", "--dir", "ca", "--spiffe-id", "spiffe://partners.example/acme", "--out", "acme"], in: dir)
+        _ = try M.trail(["ca", "issue", "--dir", "ca", "--spiffe-id", "spiffe://partners.example/edge", "--ip", "127.0.0.1", "--out", "edge"], in: dir)
+        let app = try M.Daemon(URL(fileURLWithPath: "/usr/bin/env"), ["python3", CLI.root.appendingPathComponent("fixtures/mesh/app.py").path, "0", "catalog"], dir: dir, name: "app")
+        daemons.append(app)
+        let key = "bob-key"
+        let keyHash = String(try M.run("/bin/sh", ["-c", "printf %s '\(key)' | sha256sum"], in: dir).1.prefix(64))
+        try """
+            listen: 127.0.0.1:0
+            tls: {cert: edge/svid.pem, key: edge/svid.key, client_ca: ca/bundle.pem}
+            telemetry: {access_log: gateway-access.ndjson}
+            consumers:
+              - username: acme
+                custom_id: acme-corp
+                credentials: {mtls: [{spiffe_id: spiffe://partners.example/acme}]}
+              - username: bob
+                credentials: {key-auth: [{key_sha256: \(keyHash)}]}
+            routes:
+              - name: catalog
+                rules:
+                  - backendRefs: [{name: catalog, host: 127.0.0.1, port: \(app.lines[0].split(separator: " ")[1])}]
+                auth: {methods: [mtls, key-auth]}
+            """.write(to: dir.appendingPathComponent("gateway.yaml"), atomically: true, encoding: .utf8)
+        let gateway = try M.Daemon(CLI.binary, ["gateway", "--config", "gateway.yaml"], dir: dir, name: "gateway")
+        daemons.append(gateway)
+        #expect(gateway.url.hasPrefix("https://127.0.0.1:"))
+        let partner = try M.curl(["--cacert", "ca/bundle.pem", "--cert", "acme/svid.pem", "--key", "acme/svid.key", "\(gateway.url)/items"], in: dir)
+        #expect(partner.0 == 200, "\(partner.1) \(gateway.stderr)")
+        #expect(try M.curl(["--cacert", "ca/bundle.pem", "-H", "apikey: \(key)", "\(gateway.url)/items"], in: dir).0 == 200)
+        #expect(try M.curl(["--cacert", "ca/bundle.pem", "\(gateway.url)/items"], in: dir).0 == 401)
+        var lines: [JSONValue] = []
+        _ = M.eventually(5) {
+            lines = M.accessLog(dir.appendingPathComponent("gateway-access.ndjson"))
+            return lines.count >= 3
+        }
+        #expect(lines.count == 3)
+        if lines.count == 3 {
+            #expect(lines[0]["credential_type"]?.string == "mtls")
+            #expect(lines[0]["consumer"]?["username"]?.string == "acme")
+            #expect(lines[0]["consumer"]?["custom_id"]?.string == "acme-corp")
+            #expect(lines[0]["request"]?["tls"]?["client_verify"]?.string == "SUCCESS")
+            #expect(lines[1]["consumer"]?["username"]?.string == "bob")
+            #expect(lines[1]["credential_type"]?.string == "key-auth")
+            #expect(lines[2]["response"]?["status"]?.int == 401)
+        }
+    }
 }
