@@ -106,6 +106,7 @@ let package = Package(
                 "TrailCore", "TrailMesh",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -122,7 +123,7 @@ let package = Package(
             name: "TrailCLI",
             dependencies: [
                 "TrailCore", "TrailFormats", "TrailCorrelator", "TrailStore", "TrailCompression", "TrailServer",
-                "TrailIngest", "TrailMesh", "TrailReport",
+                "TrailIngest", "TrailMesh", "TrailReport", "TrailGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

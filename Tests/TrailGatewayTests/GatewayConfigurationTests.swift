@@ -25,6 +25,11 @@ import TrailMesh
         let payments = try #require(config.routes.first)
         #expect(payments.hostnames == ["api.example.com", "*.api.example.com"])
         #expect(payments.rules[0].backendRefs.map(\.weight) == [90, 10])
+        #expect(payments.rules[0].backendRefs[0].spiffeID == "spiffe://shop.example/ns/shop/sa/payments")
+        #expect(payments.rules[1].backendRefs[0].spiffeID == nil)
+        #expect(config.server.listenPort == 8443)
+        #expect(config.server.mesh?.spiffeID == "spiffe://shop.example/ns/edge/sa/gateway")
+        #expect(config.server.tls?.clientCA == folder.path + "/partners-ca.pem")
         #expect(payments.rules[0].timeouts == RouteTimeouts(request: 10, backendRequest: 2))
         #expect(payments.rules[0].retryAttempts == 2)
         #expect(payments.rules[1].backendRefs[0].host == "receipts")
@@ -49,7 +54,19 @@ import TrailMesh
 
     /// (description, YAML, expected fragment of the error).
     static let invalid: [(String, String, String)] = [
-        ("unknown top-level key", "listen: 1\n" + base, "t.yaml: listen (line 1): unknown key"),
+        ("unknown top-level key", "listne: 1\n" + base, "t.yaml: listne (line 1): unknown key"),
+        ("bad listen", "listen: nowhere\n" + base, "t.yaml: listen (line 1): 'nowhere' is not HOST:PORT"),
+        ("backend spiffe_id without mesh", base.replacingOccurrences(of: "port: 80}", with: "port: 80, spiffe_id: spiffe://shop.example/ns/shop/sa/a}"),
+         "a backendRef has spiffe_id, so the gateway needs its own SVID"),
+        ("backend spiffe_id not a SPIFFE ID", "mesh: {spiffe_id: spiffe://shop.example/gw, trust_bundle: b.pem, svid: {cert: c.pem, key: k.pem}}\n"
+            + base.replacingOccurrences(of: "port: 80}", with: "port: 80, spiffe_id: https://a}"),
+         "routes[0].rules[0].backendRefs[0].spiffe_id (line 6): 'https://a' is not a workload SPIFFE ID"),
+        ("mesh without svid", "mesh: {spiffe_id: spiffe://shop.example/gw, trust_bundle: b.pem}\n" + base,
+         "t.yaml: mesh (line 1): missing key 'svid'"),
+        ("tls without key", "tls: {cert: c.pem}\n" + base, "t.yaml: tls (line 1): missing key 'key'"),
+        ("ingest without buffer", "telemetry: {ingest: https://127.0.0.1:9000}\n" + base,
+         "t.yaml: telemetry (line 1): 'buffer_dir' is required with 'ingest'"),
+        ("bad trace policy", "trace: {incoming: maybe}\n" + base, "t.yaml: trace.incoming (line 1): expected trust or restart"),
         ("no routes", "consumers: []\n", "missing key 'routes'"),
         ("bad port", base.replacingOccurrences(of: "port: 80", with: "port: 70000"),
          "t.yaml: routes[0].rules[0].backendRefs[0].port (line 5): a port is between 1 and 65535"),
@@ -111,6 +128,31 @@ import TrailMesh
         #expect(throws: (any Error).self) {
             try JWKSet.parse(Array(#"{"keys":[{"kty":"oct","alg":"RS256","k":"\#(hs)"}]}"#.utf8))
         }
+    }
+
+    @Test func serverSettings() throws {
+        let yaml = """
+            listen: 0.0.0.0:8443
+            tls: {cert: edge.pem, key: edge.key, client_ca: partners.pem}
+            mesh:
+              spiffe_id: spiffe://shop.example/ns/edge/sa/gateway
+              trust_bundle: /ca/bundle.pem
+              svid: {cert: gw/svid.pem, key: gw/svid.key}
+            telemetry: {access_log: gw.ndjson, ingest: "https://127.0.0.1:7443", buffer_dir: buf}
+            trace: {incoming: restart}
+            """ + "\n" + Self.base.replacingOccurrences(of: "port: 80}", with: "port: 80, spiffe_id: spiffe://shop.example/ns/shop/sa/a}")
+        let server = try GatewayConfiguration.parse(yaml: yaml, file: "/etc/trail/g.yaml").server
+        #expect(server.listenHost == "0.0.0.0" && server.listenPort == 8443)
+        #expect(server.tls == EdgeTLS(certificate: "/etc/trail/edge.pem", key: "/etc/trail/edge.key", clientCA: "/etc/trail/partners.pem"))
+        #expect(server.mesh == MeshIdentity(
+            spiffeID: "spiffe://shop.example/ns/edge/sa/gateway", trustBundle: "/ca/bundle.pem",
+            certificate: "/etc/trail/gw/svid.pem", key: "/etc/trail/gw/svid.key"))
+        #expect(server.telemetry.accessLog == "/etc/trail/gw.ndjson")
+        #expect(server.telemetry.ingest == "https://127.0.0.1:7443")
+        #expect(server.telemetry.bufferDirectory == "/etc/trail/buf")
+        #expect(server.incomingTrace == .restart)
+        let config = try GatewayConfiguration.parse(yaml: yaml, file: "/etc/trail/g.yaml")
+        #expect(config.routes[0].rules[0].backendRefs[0].spiffeID == "spiffe://shop.example/ns/shop/sa/a")
     }
 
     @Test func durations() {

@@ -1,4 +1,5 @@
 import Foundation
+import TrailCore
 import TrailMesh
 
 extension GatewayConfiguration {
@@ -18,14 +19,20 @@ extension GatewayConfiguration {
         guard documents.count == 1, let root = documents.first else {
             throw ConfigError("\(file): expected exactly one YAML document, found \(documents.count)")
         }
-        let top = try root.mapping(allowed: ["key_auth", "jwt", "consumers", "routes"])
+        let top = try root.mapping(allowed: ["key_auth", "jwt", "consumers", "routes", "listen", "tls", "mesh", "telemetry", "trace"])
         let keyAuth = try top["key_auth"].map(parseKeyAuth) ?? KeyAuthSettings()
         let jwt = try top["jwt"].map(parseJWT) ?? JWTSettings()
         let consumers = try top["consumers"]?.list().map(parseConsumer) ?? []
         guard let routesNode = top["routes"] else { throw root.fail("missing key 'routes' (a list of routes)") }
         let routes = try routesNode.list().map(parseRoute)
         guard !routes.isEmpty else { throw routesNode.fail("at least one route is needed") }
-        let configuration = GatewayConfiguration(keyAuth: keyAuth, jwt: jwt, consumers: consumers, routes: routes)
+        var configuration = GatewayConfiguration(keyAuth: keyAuth, jwt: jwt, consumers: consumers, routes: routes)
+        configuration.server = try parseServer(top)
+        if configuration.server.mesh == nil,
+            let node = top["routes"], routes.contains(where: { $0.rules.contains { $0.backendRefs.contains { $0.spiffeID != nil } } })
+        {
+            throw node.fail("a backendRef has spiffe_id, so the gateway needs its own SVID: add 'mesh' (spiffe_id, trust_bundle, svid)")
+        }
         try validateReferences(configuration, top: top)
         return configuration
     }
@@ -225,7 +232,7 @@ extension GatewayConfiguration {
     }
 
     private static func parseBackend(_ node: ConfigNode) throws -> BackendRef {
-        let m = try node.mapping(allowed: ["name", "host", "port", "weight"])
+        let m = try node.mapping(allowed: ["name", "host", "port", "weight", "spiffe_id"])
         let name = try required(m, "name", in: node).string()
         let portNode = try required(m, "port", in: node)
         let port = try portNode.int()
@@ -235,7 +242,63 @@ extension GatewayConfiguration {
             weight = try w.int()
             guard (0...1_000_000).contains(weight) else { throw w.fail("a weight is between 0 and 1000000") }
         }
-        return BackendRef(name: name, host: try m["host"]?.string() ?? name, port: port, weight: weight)
+        var backend = BackendRef(name: name, host: try m["host"]?.string() ?? name, port: port, weight: weight)
+        if let idNode = m["spiffe_id"] {
+            let id = try idNode.string()
+            guard let parsed = SPIFFEID.parse(id), parsed.isLeaf else {
+                throw idNode.fail("'\(id)' is not a workload SPIFFE ID such as spiffe://shop.example/ns/shop/sa/orders")
+            }
+            backend.spiffeID = id
+        }
+        return backend
+    }
+
+    private static func parseServer(_ top: [String: ConfigNode]) throws -> GatewayServerSettings {
+        var settings = GatewayServerSettings()
+        if let listen = top["listen"] { (settings.listenHost, settings.listenPort) = try listen.hostPort() }
+        if let node = top["tls"] {
+            let t = try node.mapping(allowed: ["cert", "key", "client_ca"])
+            settings.tls = EdgeTLS(
+                certificate: try required(t, "cert", in: node).filePath(), key: try required(t, "key", in: node).filePath(),
+                clientCA: try t["client_ca"]?.filePath())
+        }
+        if let node = top["mesh"] {
+            let m = try node.mapping(allowed: ["spiffe_id", "trust_bundle", "svid"])
+            let idNode = try required(m, "spiffe_id", in: node)
+            let id = try idNode.string()
+            guard let parsed = SPIFFEID.parse(id), parsed.isLeaf else {
+                throw idNode.fail("'\(id)' is not a workload SPIFFE ID such as spiffe://shop.example/gateway")
+            }
+            let svidNode = try required(m, "svid", in: node)
+            let svid = try svidNode.mapping(allowed: ["cert", "key"])
+            settings.mesh = MeshIdentity(
+                spiffeID: id, trustBundle: try required(m, "trust_bundle", in: node).filePath(),
+                certificate: try required(svid, "cert", in: svidNode).filePath(), key: try required(svid, "key", in: svidNode).filePath())
+        }
+        if let node = top["telemetry"] {
+            let t = try node.mapping(allowed: ["access_log", "ingest", "token_file", "ca", "buffer_dir"])
+            settings.telemetry.accessLog = try t["access_log"]?.filePath()
+            if let ingest = t["ingest"] {
+                let url = try ingest.string()
+                guard url.hasPrefix("https://") || url.hasPrefix("http://") else { throw ingest.fail("expected the URL of trail serve") }
+                settings.telemetry.ingest = url
+            }
+            settings.telemetry.ingestTokenFile = try t["token_file"]?.filePath()
+            settings.telemetry.ingestCA = try t["ca"]?.filePath()
+            settings.telemetry.bufferDirectory = try t["buffer_dir"]?.filePath()
+            if settings.telemetry.ingest != nil, settings.telemetry.bufferDirectory == nil {
+                throw node.fail("'buffer_dir' is required with 'ingest' (records wait there while trail serve is unreachable)")
+            }
+        }
+        if let node = top["trace"] {
+            let t = try node.mapping(allowed: ["incoming"])
+            if let n = t["incoming"] {
+                let v = try n.string()
+                guard let policy = TraceContext.IncomingPolicy(rawValue: v) else { throw n.fail("expected trust or restart") }
+                settings.incomingTrace = policy
+            }
+        }
+        return settings
     }
 
     private static func parseAuth(_ node: ConfigNode) throws -> RouteAuth {

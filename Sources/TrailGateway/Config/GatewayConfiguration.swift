@@ -9,6 +9,8 @@ package struct GatewayConfiguration: Sendable {
     package var jwt: JWTSettings
     package var consumers: [Consumer]
     package var routes: [Route]
+    /// Where `trail gateway` listens, edge TLS, its own SVID and telemetry; all optional for the library.
+    package var server = GatewayServerSettings()
 
     package func consumer(named username: String) -> Consumer? { consumers.first { $0.username == username } }
 }
@@ -136,6 +138,46 @@ package struct BackendRef: Sendable, Equatable {
     package var host: String
     package var port: Int
     package var weight: Int
+    /// Non-nil: the upstream connection is mTLS with the gateway's SVID and the backend must present this ID.
+    package var spiffeID: String? = nil
+}
+
+/// `listen`, `tls`, `mesh` and `telemetry`: what the `trail gateway` server needs besides routing.
+package struct GatewayServerSettings: Sendable {
+    package var listenHost = "127.0.0.1"
+    package var listenPort = 8000
+    package var tls: EdgeTLS?
+    package var mesh: MeshIdentity?
+    package var telemetry = GatewayTelemetry()
+    /// Trust the caller's trace context, or restart the trace at the edge.
+    package var incomingTrace = TraceContext.IncomingPolicy.trust
+
+    package init() {}
+}
+
+/// Edge TLS: the gateway's server certificate, and optionally the partner CA bundle for client certificates.
+package struct EdgeTLS: Sendable, Equatable {
+    package var certificate: String
+    package var key: String
+    package var clientCA: String?
+}
+
+/// The gateway's own SVID (files from `trail ca issue`) and the mesh trust bundle.
+package struct MeshIdentity: Sendable, Equatable {
+    package var spiffeID: String
+    package var trustBundle: String
+    package var certificate: String
+    package var key: String
+}
+
+package struct GatewayTelemetry: Sendable, Equatable {
+    /// Kong-schema NDJSON access log.
+    package var accessLog: String?
+    /// `trail serve` URL for `/v1/access-logs?format=kong`.
+    package var ingest: String?
+    package var ingestTokenFile: String?
+    package var ingestCA: String?
+    package var bufferDirectory: String?
 }
 
 /// Gateway API `timeouts`, in seconds.

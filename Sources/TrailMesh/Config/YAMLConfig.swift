@@ -85,7 +85,7 @@ package struct ConfigNode {
     package func strings() throws -> [String] { try list().map { try $0.string() } }
 
     /// `HOST:PORT` (IPv6 in brackets).
-    func hostPort() throws -> (host: String, port: Int) {
+    package func hostPort() throws -> (host: String, port: Int) {
         let text = try string()
         guard let parsed = HostPort.parse(text) else { throw fail("'\(text)' is not HOST:PORT, e.g. 127.0.0.1:15006") }
         return parsed
@@ -99,8 +99,8 @@ package struct ConfigNode {
     }
 }
 
-enum HostPort {
-    static func parse(_ text: String) -> (host: String, port: Int)? {
+package enum HostPort {
+    package static func parse(_ text: String) -> (host: String, port: Int)? {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
         else { return nil }
         var host = String(text[..<colon])

@@ -4,25 +4,27 @@ import NIOHTTP1
 import TrailCore
 
 /// Per-connection facts of a downstream connection (the caller's side).
-final class DownstreamConnection: @unchecked Sendable {
-    var remoteAddress: String?
-    var localAddress: String?
+package final class DownstreamConnection: @unchecked Sendable {
+    package var remoteAddress: String?
+    package var localAddress: String?
     /// The caller's accepted certificate (mTLS); nil for plaintext.
-    var peer: PeerCertificateFacts?
-    var tlsVersion: String?
+    package var peer: PeerCertificateFacts?
+    package var tlsVersion: String?
 }
 
 /// How a proxy decides what to do with a request; one for the inbound side, one for the outbound side.
-protocol ProxyPolicy: Sendable {
+package protocol ProxyPolicy: Sendable {
     /// Where to send the request and how to rewrite it, or a refusal (answered and logged by the handler).
     func route(_ head: inout HTTPRequestHead, _ record: inout MeshAccessRecord, _ connection: DownstreamConnection) -> ProxyRoute
     /// Records one finished request.
     func finished(_ record: MeshAccessRecord)
 }
 
-enum ProxyRoute {
+package enum ProxyRoute {
     case forward(UpstreamTarget)
     case refuse(status: HTTPResponseStatus, body: String)
+    /// A refusal with extra response headers (the gateway's 401 `WWW-Authenticate`, 429 `Retry-After`).
+    case refuseWithHeaders(status: HTTPResponseStatus, body: String, headers: [(String, String)])
 }
 
 /// An HTTP/1.1 reverse proxy for one downstream connection: routes each request (policy, upstream choice),
@@ -134,6 +136,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             state = .refused
             respond(status: status, body: body)
             if requestComplete { finishRefusal() }
+        case .refuseWithHeaders(let status, let body, let extra):
+            state = .refused
+            respond(status: status, body: body, extra: extra)
+            if requestComplete { finishRefusal() }
         case .forward(let target):
             self.target = target
             state = .connecting([.head(head)])
@@ -223,10 +229,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Answers a refused request itself (the body is short text, as Envoy's local replies are).
-    private func respond(status: HTTPResponseStatus, body: String) {
+    private func respond(status: HTTPResponseStatus, body: String, extra: [(String, String)] = []) {
         guard let context else { return }
         record?.status = Int(status.code)
-        var headers = HTTPHeaders()
+        var headers = HTTPHeaders(extra)
         headers.add(name: "content-type", value: "text/plain")
         headers.add(name: "content-length", value: String(body.utf8.count))
         if !requestKeepAlive { headers.add(name: "connection", value: "close") }

@@ -8,11 +8,17 @@ import NIOTLS
 
 /// Where a proxied request goes: the local app (plain HTTP) or another sidecar (mTLS, with the SPIFFE ID it
 /// must present).
-struct UpstreamTarget: Sendable, Hashable {
-    var host: String
-    var port: Int
+package struct UpstreamTarget: Sendable, Hashable {
+    package var host: String
+    package var port: Int
     /// Non-nil: originate mTLS and require this SPIFFE ID.
-    var expectedSPIFFEID: String?
+    package var expectedSPIFFEID: String?
+
+    package init(host: String, port: Int, expectedSPIFFEID: String?) {
+        self.host = host
+        self.port = port
+        self.expectedSPIFFEID = expectedSPIFFEID
+    }
 
     var key: String { "\(host):\(port)|\(expectedSPIFFEID ?? "plain")" }
 }

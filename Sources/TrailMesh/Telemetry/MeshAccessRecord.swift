@@ -47,6 +47,9 @@ public struct MeshAccessRecord: Sendable {
     public var bytesSent = 0
     /// The span this record is exported as.
     public var spanID: String
+    /// Facts a proxy policy carries from `route` to `finished` for its own log (the gateway's consumer, route,
+    /// refusal); not written by the Envoy or OTLP encoders.
+    package var policyContext: (any Sendable)?
 
     public init(direction: Direction, startNanos: Int64, method: String, path: String, localSPIFFEID: String) {
         self.direction = direction
@@ -60,7 +63,7 @@ public struct MeshAccessRecord: Sendable {
         self.spanID = Hex.encode(withUnsafeBytes(of: &id) { Array($0) })
     }
 
-    static func nowNanos() -> Int64 {
+    package static func nowNanos() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
