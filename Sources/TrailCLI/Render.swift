@@ -4,37 +4,9 @@ import TrailStore
 /// JSON and table renderings of the store's answers. The JSON keys are a contract with users' scripts.
 enum Render {
     static func finding(_ f: FindingRow) -> JSONValue {
-        finding(id: f.id, kind: f.kind, severity: f.severity, traceID: f.traceID, hop: f.hopIndex,
+        ChainJSON.finding(id: f.id, kind: f.kind, severity: f.severity, traceID: f.traceID, hop: f.hopIndex,
                 principal: f.principal, identity: f.identity, serial: f.serial, time: f.time, detail: f.detail,
                 evidence: f.rawIDs)
-    }
-
-    static func finding(
-        id: String?, kind: String, severity: String, traceID: String, hop: Int?, principal: String?, identity: String?,
-        serial: String?, time: Timestamp, detail: String, evidence: [Int64]
-    ) -> JSONValue {
-        let f = (id: id, kind: kind, severity: severity, traceID: traceID, hopIndex: hop, principal: principal,
-                 identity: identity, serial: serial, time: time, detail: detail, rawIDs: evidence)
-        return .object([
-            ("id", .from(f.id)),
-            ("kind", .string(f.kind)),
-            ("severity", .string(f.severity)),
-            ("trace_id", .string(f.traceID)),
-            ("hop", .from(f.hopIndex)),
-            ("principal", .from(f.principal)),
-            ("identity", .from(f.identity)),
-            ("serial", .from(f.serial)),
-            ("time", .string(f.time.description)),
-            ("detail", .string(f.detail)),
-            ("why", .from(FindingKind(rawValue: f.kind)?.explanation)),
-            ("evidence", .array(f.rawIDs.map { .int($0) })),
-        ])
-    }
-
-    static func finding(_ f: Finding) -> JSONValue {
-        finding(id: TrailStore.findingID(f), kind: f.kind.rawValue, severity: f.severity.rawValue, traceID: f.traceID, hop: f.hopIndex,
-                principal: f.principal, identity: f.identity, serial: f.serial, time: f.time, detail: f.detail,
-                evidence: f.rawRecordIDs)
     }
 
     static func chain(_ c: Chain) -> JSONValue {
@@ -43,7 +15,7 @@ enum Render {
             ("origin", ChainJSON.origin(c.origin)),
             ("start", .string(c.start.description)),
             ("hops", .array(c.hops.map(ChainJSON.hop))),
-            ("findings", .array(c.findings.map(finding))),
+            ("findings", .array(c.findings.map(ChainJSON.finding))),
             ("gaps", ChainJSON.gaps(c)),
         ])
     }

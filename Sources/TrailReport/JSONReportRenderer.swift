@@ -70,23 +70,7 @@ public struct JSONReportRenderer: ReportRenderer {
         ])
     }
 
-    static func finding(_ f: ReportFinding) -> JSONValue {
-        let x = f.finding
-        return .object([
-            ("id", .string(f.id)),
-            ("kind", .string(x.kind.rawValue)),
-            ("severity", .string(x.severity.rawValue)),
-            ("trace_id", .string(x.traceID)),
-            ("hop", .from(x.hopIndex)),
-            ("principal", .from(x.principal)),
-            ("identity", .from(x.identity)),
-            ("serial", .from(x.serial)),
-            ("time", .string(x.time.description)),
-            ("detail", .string(x.detail)),
-            ("why", .string(f.why)),
-            ("evidence", .array(x.rawRecordIDs.map { .int($0) })),
-        ])
-    }
+    static func finding(_ f: ReportFinding) -> JSONValue { ChainJSON.finding(f.finding) }
 
     static func chain(_ c: Chain) -> JSONValue {
         .object([

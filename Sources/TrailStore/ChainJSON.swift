@@ -51,4 +51,32 @@ public enum ChainJSON {
     public static func gaps(_ c: Chain) -> JSONValue {
         .array(c.gaps.map { .object([("before_hop", .int(Int64($0.beforeHop))), ("detail", .string($0.detail))]) })
     }
+
+    public static func finding(
+        id: String?, kind: String, severity: String, traceID: String, hop: Int?, principal: String?, identity: String?,
+        serial: String?, time: Timestamp, detail: String, evidence: [Int64]
+    ) -> JSONValue {
+        let f = (id: id, kind: kind, severity: severity, traceID: traceID, hopIndex: hop, principal: principal,
+                 identity: identity, serial: serial, time: time, detail: detail, rawIDs: evidence)
+        return .object([
+            ("id", .from(f.id)),
+            ("kind", .string(f.kind)),
+            ("severity", .string(f.severity)),
+            ("trace_id", .string(f.traceID)),
+            ("hop", .from(f.hopIndex)),
+            ("principal", .from(f.principal)),
+            ("identity", .from(f.identity)),
+            ("serial", .from(f.serial)),
+            ("time", .string(f.time.description)),
+            ("detail", .string(f.detail)),
+            ("why", .from(FindingKind(rawValue: f.kind)?.explanation)),
+            ("evidence", .array(f.rawIDs.map { .int($0) })),
+        ])
+    }
+
+    public static func finding(_ f: Finding) -> JSONValue {
+        finding(id: TrailStore.findingID(f), kind: f.kind.rawValue, severity: f.severity.rawValue, traceID: f.traceID, hop: f.hopIndex,
+                principal: f.principal, identity: f.identity, serial: f.serial, time: f.time, detail: f.detail,
+                evidence: f.rawRecordIDs)
+    }
 }
