@@ -59,17 +59,7 @@ enum TextTable {
 /// RFC 4180 CSV. Cells that a spreadsheet would run as a formula (starting with = + - @ or a tab) are
 /// prefixed with a single quote: log data must never execute.
 enum CSV {
-    static func cell(_ s: String) -> String {
-        var v = s
-        if let first = v.unicodeScalars.first, ["=", "+", "-", "@", "\t", "\r"].contains(first) {
-            // Negative numbers are data, not formulas.
-            if !(first == "-" && Double(v) != nil) { v = "'" + v }
-        }
-        if v.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
-            return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-        }
-        return v
-    }
+    static func cell(_ s: String) -> String { CSVCell.escape(s) }
 
     static func render(columns: [String], rows: [[String]]) -> String {
         var out = columns.map(cell).joined(separator: ",") + "\r\n"

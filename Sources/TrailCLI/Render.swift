@@ -23,7 +23,7 @@ enum Render {
     /// A short label for a workload in tables: the SPIFFE path's last segment is not used; identities are shown whole.
     static func hopRows(_ c: Chain) -> [[String]] {
         c.hops.map { h in
-            let indent = String(repeating: "  ", count: depth(h, in: c))
+            let indent = String(repeating: "  ", count: c.depth(of: h))
             return [
                 String(h.index), indent + h.caller + " → " + h.callee,
                 [h.method, h.path].compactMap { $0 }.joined(separator: " "), h.status.map(String.init) ?? "",
@@ -32,15 +32,5 @@ enum Render {
                 c.findings.filter { $0.hopIndex == h.index }.map(\.kind.rawValue).joined(separator: ","),
             ]
         }
-    }
-
-    static func depth(_ h: Hop, in c: Chain) -> Int {
-        var d = 0
-        var p = h.parent
-        while let q = p, d < c.hops.count {
-            d += 1
-            p = c.hops.first { $0.index == q }?.parent
-        }
-        return d
     }
 }

@@ -35,7 +35,7 @@ struct ChainDiagram {
         var order: [Hop] = []
         func visit(_ h: Hop) {
             calleeRow[h.index] = rows.count
-            rows.append(("hop", ReportText.depth(h, in: c) + 2))
+            rows.append(("hop", c.depth(of: h) + 2))
             order.append(h)
             for child in c.hops where child.parent == h.index { visit(child) }
         }

@@ -1,3 +1,4 @@
+import TrailCore
 import Foundation
 
 /// Escaping for strings that came from telemetry. Every such string is attacker-controlled (a user agent, a
@@ -89,18 +90,8 @@ enum Escape {
         return String(repeating: "`", count: max(3, longest + 1))
     }
 
-    /// RFC 4180 CSV cell; cells a spreadsheet would run as a formula (`= + - @`, tab, CR) get a leading `'`
-    /// (the same rule as `trail`'s other CSV output).
-    static func csv(_ s: String) -> String {
-        var v = s
-        if let first = v.unicodeScalars.first, ["=", "+", "-", "@", "\t", "\r"].contains(first) {
-            if !(first == "-" && Double(v) != nil) { v = "'" + v }
-        }
-        if v.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
-            return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-        }
-        return v
-    }
+    /// RFC 4180 CSV cell with the formula guard of `trail`'s other CSV output.
+    static func csv(_ s: String) -> String { CSVCell.escape(s) }
 }
 
 /// Short display names: `spiffe://shop.example/ns/shop/sa/orders` → `orders` for diagrams; full IDs elsewhere.

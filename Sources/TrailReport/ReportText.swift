@@ -32,16 +32,6 @@ enum ReportText {
         c.findings.filter { $0.hopIndex == h.index }
     }
 
-    static func depth(_ h: Hop, in c: Chain) -> Int {
-        var d = 0
-        var p = h.parent
-        while let q = p, d < c.hops.count {
-            d += 1
-            p = c.hops.first { $0.index == q }?.parent
-        }
-        return d
-    }
-
     static func window(_ w: TimeWindow) -> String {
         switch (w.since, w.until) {
         case (nil, nil): return "all time"

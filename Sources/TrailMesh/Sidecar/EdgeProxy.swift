@@ -52,14 +52,11 @@ package final class EdgeProxyServer: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         if let mesh {
             guard let id = SPIFFEID.parse(mesh.spiffeID) else { throw MeshError("\(file): mesh.spiffe_id: not a SPIFFE ID") }
-            let configuration = SidecarConfiguration(
-                file: file, spiffeID: mesh.spiffeID, trustDomain: id.trustDomain, service: "gateway", bundlePath: mesh.bundlePath,
-                identity: .files(certificate: mesh.certificatePath, key: mesh.keyPath, crl: nil, refreshSeconds: 30),
-                inboundHost: "", inboundPort: 0, appHost: "", appPort: 0, mode: .strict, policies: [],
-                outboundHost: nil, outboundPort: nil, upstreams: [], ingestURL: nil, ingestTokenFile: nil, ingestCA: nil,
-                accessLogPath: nil, bufferDirectory: "", bufferMaxBytes: 0, flushMilliseconds: 1000, concurrency: threads,
-                adminHost: nil, adminPort: nil)
-            identity = WorkloadIdentity(configuration: configuration, group: group, log: log)
+            identity = WorkloadIdentity(
+                settings: .init(
+                    spiffeID: mesh.spiffeID, trustDomain: id.trustDomain, service: "gateway", bundlePath: mesh.bundlePath,
+                    source: .files(certificate: mesh.certificatePath, key: mesh.keyPath, crl: nil, refreshSeconds: 30)),
+                group: group, log: log)
         } else {
             identity = nil
         }
@@ -85,30 +82,15 @@ package final class EdgeProxyServer: Sendable {
             }
         }
         let tlsContext = context
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 512)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                let connection = DownstreamConnection()
-                connection.remoteAddress = channel.remoteAddress.flatMap(UpstreamPool.describe)
-                connection.localAddress = channel.localAddress.flatMap(UpstreamPool.describe)
-                return channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    if let tlsContext {
-                        try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
-                        try sync.addHandler(EdgeHandshakeObserver(connection: connection))
-                    }
-                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                    try sync.addHandler(
-                        ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound))
-                }
+        let channel = try await ProxyListener.bind(group: group, host: host, port: port, place: "\(file): listen") { channel, connection in
+            let sync = channel.pipeline.syncOperations
+            if let tlsContext {
+                try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
+                try sync.addHandler(EdgeHandshakeObserver(connection: connection))
             }
-        let channel: any Channel
-        do {
-            channel = try await bootstrap.bind(host: host, port: port).get()
-        } catch {
-            throw MeshError("\(file): listen: cannot listen on \(host):\(port) (\(error)); choose another address")
+            try sync.configureHTTPServerPipeline(withErrorHandling: true)
+            try sync.addHandler(
+                ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound))
         }
         channels.withLock { $0.append(channel) }
         return "\(tlsContext == nil ? "http" : "https")://\(Sidecar.urlHost(host)):\(channel.localAddress?.port ?? port)"
@@ -120,27 +102,11 @@ package final class EdgeProxyServer: Sendable {
         url: String, path: String, contentType: String, tokenFile: String?, caPath: String?, directory: String,
         log: @escaping @Sendable (String) -> Void
     ) throws -> Outbox {
-        let endpoint = try HTTPSClient.Endpoint(url: url)
-        var headers: [(String, String)] = [("content-type", contentType)]
-        var token: String?
-        if let tokenFile {
-            token = try SecureFile.readText(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
-            headers.append(("authorization", "Bearer \(token!)"))
-        }
-        let roots = try (caPath ?? (identity?.configuration.bundlePath)).map { try NIOSSLCertificate.fromPEMFile($0) }
-        let identity = self.identity
-        let useSVID = token == nil
-        let client = HTTPSClient(group: group) {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            if let roots { tls.trustRoots = .certificates(roots) }
-            tls.certificateVerification = .noHostnameVerification
-            if useSVID, let identity { try identity.presentSVID(&tls) }
-            return try NIOSSLContext(configuration: tls)
-        }
-        return try Outbox(
-            directory: directory, endpoint: endpoint, path: path, headers: headers, client: client,
-            maxBytes: 256 << 20, flushInterval: .milliseconds(500), log: log
-        ) { lines in Array((lines.joined(separator: "\n") + "\n").utf8) }
+        try TrailServeDelivery(
+            url: url, tokenFile: tokenFile, rootsPath: caPath ?? identity?.configuration.bundlePath, identity: identity, group: group
+        ).outbox(
+            directory: directory, path: path, contentType: contentType, maxBytes: 256 << 20, flushInterval: .milliseconds(500),
+            log: log)
     }
 
     package func stop() async {

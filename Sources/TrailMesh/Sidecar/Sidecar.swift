@@ -26,7 +26,7 @@ public final class Sidecar: Sendable {
         self.configuration = configuration
         self.log = log
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
-        identity = WorkloadIdentity(configuration: configuration, group: group, log: log)
+        identity = WorkloadIdentity(settings: .init(configuration), group: group, log: log)
         telemetry = try TelemetrySink(configuration: configuration, identity: identity, group: group, log: log)
     }
 
@@ -72,7 +72,7 @@ public final class Sidecar: Sendable {
         let telemetry = self.telemetry
         let mode = configuration.mode
         let localID = configuration.spiffeID
-        let bootstrap = listener { channel, connection in
+        let channel = try await listen(configuration.inboundHost, configuration.inboundPort, "inbound.listen") { channel, connection in
             let setup = InboundSetup(identity: identity, telemetry: telemetry, policy: policy, pool: pool, localID: localID)
             if mode == .permissive {
                 try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(setup: setup, connection: connection))
@@ -80,7 +80,6 @@ public final class Sidecar: Sendable {
                 try setup.configureTLS(channel, connection)
             }
         }
-        let channel = try await bind(bootstrap, configuration.inboundHost, configuration.inboundPort, "inbound.listen")
         return "https://\(Self.urlHost(configuration.inboundHost)):\(channel.localAddress?.port ?? configuration.inboundPort)"
     }
 
@@ -89,39 +88,22 @@ public final class Sidecar: Sendable {
     private func bindOutbound(host: String, port: Int, pool: UpstreamPool) async throws -> String {
         let policy = OutboundPolicy(configuration: configuration, telemetry: telemetry)
         let localID = configuration.spiffeID
-        let bootstrap = listener { channel, connection in
+        let channel = try await listen(host, port, "outbound.listen") { channel, connection in
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
             try channel.pipeline.syncOperations.addHandler(
                 ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .outbound))
         }
-        let channel = try await bind(bootstrap, host, port, "outbound.listen")
         return "http://\(Self.urlHost(host)):\(channel.localAddress?.port ?? port)"
     }
 
-    /// A listener whose connections get their addresses recorded and then `configure`d.
-    private func listener(
-        _ configure: @escaping @Sendable (any Channel, DownstreamConnection) throws -> Void
-    ) -> ServerBootstrap {
-        ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 512)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                let connection = DownstreamConnection()
-                connection.remoteAddress = channel.remoteAddress.flatMap(UpstreamPool.describe)
-                connection.localAddress = channel.localAddress.flatMap(UpstreamPool.describe)
-                return channel.eventLoop.makeCompletedFuture { try configure(channel, connection) }
-            }
-    }
-
-    private func bind(_ bootstrap: ServerBootstrap, _ host: String, _ port: Int, _ key: String) async throws -> any Channel {
-        do {
-            let channel = try await bootstrap.bind(host: host, port: port).get()
-            channels.withLock { $0.append(channel) }
-            return channel
-        } catch {
-            throw MeshError("\(configuration.file): \(key): cannot listen on \(host):\(port) (\(error)); choose another address")
-        }
+    private func listen(
+        _ host: String, _ port: Int, _ key: String,
+        configure: @escaping @Sendable (any Channel, DownstreamConnection) throws -> Void
+    ) async throws -> any Channel {
+        let channel = try await ProxyListener.bind(
+            group: group, host: host, port: port, place: "\(configuration.file): \(key)", configure: configure)
+        channels.withLock { $0.append(channel) }
+        return channel
     }
 
     static func urlHost(_ host: String) -> String { host.contains(":") ? "[\(host)]" : host }

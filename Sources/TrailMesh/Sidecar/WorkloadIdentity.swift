@@ -22,7 +22,29 @@ public final class WorkloadIdentity: Sendable {
         let clientContext: NIOSSLContext
     }
 
-    let configuration: SidecarConfiguration
+    /// Whose identity this is and where it comes from.
+    public struct Settings: Sendable {
+        public var spiffeID: String
+        public var trustDomain: String
+        /// The name in CSRs (the certificate's common name).
+        public var service: String
+        public var bundlePath: String
+        public var source: SidecarConfiguration.IdentitySource
+
+        public init(spiffeID: String, trustDomain: String, service: String, bundlePath: String, source: SidecarConfiguration.IdentitySource) {
+            self.spiffeID = spiffeID
+            self.trustDomain = trustDomain
+            self.service = service
+            self.bundlePath = bundlePath
+            self.source = source
+        }
+
+        public init(_ c: SidecarConfiguration) {
+            self.init(spiffeID: c.spiffeID, trustDomain: c.trustDomain, service: c.service, bundlePath: c.bundlePath, source: c.identity)
+        }
+    }
+
+    let configuration: Settings
     let group: any EventLoopGroup
     let log: @Sendable (String) -> Void
     private let state = Mutex<Current?>(nil)
@@ -31,8 +53,8 @@ public final class WorkloadIdentity: Sendable {
     /// Peers' chains verified against the current bundle.
     let verifiedChains = VerifiedChainCache()
 
-    public init(configuration: SidecarConfiguration, group: any EventLoopGroup, log: @escaping @Sendable (String) -> Void) {
-        self.configuration = configuration
+    public init(settings: Settings, group: any EventLoopGroup, log: @escaping @Sendable (String) -> Void) {
+        self.configuration = settings
         self.group = group
         self.log = log
     }
@@ -45,7 +67,7 @@ public final class WorkloadIdentity: Sendable {
     /// Gets the first SVID (from the state directory, a join token, or files) and starts keeping it fresh.
     public func start() async throws {
         let bundle = try Self.loadBundle(configuration.bundlePath)
-        switch configuration.identity {
+        switch configuration.source {
         case .files(let certificate, let key, let crl, let refresh):
             try install(chainPEM: try SecureFile.readText(certificate), keyPEM: try SecureFile.readText(key), bundle: bundle,
                         revoked: try crl.map(Self.loadCRL) ?? [])

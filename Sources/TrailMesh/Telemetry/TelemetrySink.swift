@@ -24,36 +24,20 @@ final class TelemetrySink: Sendable {
             spanOutbox = nil
             return
         }
-        let endpoint = try HTTPSClient.Endpoint(url: ingest)
-        var headers: [(String, String)] = []
-        var token: String?
-        if let tokenFile = configuration.ingestTokenFile {
-            token = try SecureFile.readText(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
-            headers.append(("authorization", "Bearer \(token!)"))
-        }
-        let caPath = configuration.ingestCA ?? configuration.bundlePath
-        let roots = try NIOSSLCertificate.fromPEMFile(caPath)
-        let useSVID = token == nil
-        let client = HTTPSClient(group: group) {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .certificates(roots)
-            tls.certificateVerification = .noHostnameVerification
-            if useSVID { try identity.presentSVID(&tls) }
-            return try NIOSSLContext(configuration: tls)
-        }
+        let delivery = try TrailServeDelivery(
+            url: ingest, tokenFile: configuration.ingestTokenFile, rootsPath: configuration.ingestCA ?? configuration.bundlePath,
+            identity: identity, group: group)
         let flush = Duration.milliseconds(configuration.flushMilliseconds)
         let perOutbox = configuration.bufferMaxBytes / 2
-        accessOutbox = try Outbox(
-            directory: (configuration.bufferDirectory as NSString).appendingPathComponent("access-logs"), endpoint: endpoint,
-            path: "/v1/access-logs?format=envoy-json", headers: headers + [("content-type", "application/x-ndjson")], client: client,
-            maxBytes: perOutbox, flushInterval: flush, log: log
-        ) { lines in Array((lines.joined(separator: "\n") + "\n").utf8) }
+        accessOutbox = try delivery.outbox(
+            directory: (configuration.bufferDirectory as NSString).appendingPathComponent("access-logs"),
+            path: "/v1/access-logs?format=envoy-json", contentType: "application/x-ndjson", maxBytes: perOutbox,
+            flushInterval: flush, log: log)
         let service = configuration.service
         let spiffeID = configuration.spiffeID
-        spanOutbox = try Outbox(
-            directory: (configuration.bufferDirectory as NSString).appendingPathComponent("spans"), endpoint: endpoint,
-            path: "/v1/traces", headers: headers + [("content-type", "application/json")], client: client,
-            maxBytes: perOutbox, flushInterval: flush, log: log
+        spanOutbox = try delivery.outbox(
+            directory: (configuration.bufferDirectory as NSString).appendingPathComponent("spans"), path: "/v1/traces",
+            contentType: "application/json", maxBytes: perOutbox, flushInterval: flush, log: log
         ) { lines in MeshAccessRecord.otlpRequest(spans: lines, service: service, spiffeID: spiffeID) }
     }
 
