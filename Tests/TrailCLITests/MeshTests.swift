@@ -224,17 +224,23 @@ struct MeshTests {
                 """.write(to: dir.appendingPathComponent("\(name).yaml"), atomically: true, encoding: .utf8)
         }
 
+        /// A port that is free now, picked below Linux's ephemeral range (32768–60999) so that no other
+        /// test's outgoing connection takes it before the daemon binds it.
         static func freePort() throws -> Int {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            addr.sin_port = 0
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-            return Int(UInt16(bigEndian: addr.sin_port))
+            for _ in 0..<200 {
+                let port = Int.random(in: 20000..<32768)
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var addr = sockaddr_in()
+                addr.sin_family = sa_family_t(AF_INET)
+                addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+                addr.sin_port = UInt16(port).bigEndian
+                let bound = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                close(fd)
+                if bound == 0 { return port }
+            }
+            throw MeshTestError("no free port in 20000..<32768")
         }
 
         func path(_ name: String) -> String { dir.appendingPathComponent(name).path }

@@ -47,12 +47,13 @@ struct OutboxTests {
         #expect(Self.spool(dir).count == 2)
         #expect(outbox.snapshot.sent == 0)
 
-        // A restarted sidecar finds the spool and sends it once the ingest is back.
-        let again = try Self.outbox(dir, port: port)
+        // A restarted sidecar finds the spool and sends it once the ingest is back (on a port of its own:
+        // re-binding the old one races with other tests' outgoing connections).
         let receiver = Receiver()
-        let server = IngestHTTPServer(configuration: ServerConfiguration(host: "127.0.0.1", port: port, insecure: true), handler: receiver)
-        _ = try await server.start()
+        let server = IngestHTTPServer(configuration: ServerConfiguration(host: "127.0.0.1", port: 0, insecure: true), handler: receiver)
+        let url = try await server.start()
         defer { Task { try? await server.shutdown() } }
+        let again = try Self.outbox(dir, port: try #require(url.port))
         await again.cycle()
         #expect(again.snapshot.sent == 20)
         #expect(Self.spool(dir).isEmpty)
