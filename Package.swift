@@ -111,6 +111,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: `trail demo`: the estate's supervisor, sample services and traffic
+        .target(
+            name: "TrailDemo",
+            dependencies: [
+                "TrailCore", "TrailMesh",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Incident reports (model built from the store, one renderer per format)
         .target(
             name: "TrailReport",
@@ -123,12 +138,13 @@ let package = Package(
             name: "TrailCLI",
             dependencies: [
                 "TrailCore", "TrailFormats", "TrailCorrelator", "TrailStore", "TrailCompression", "TrailServer",
-                "TrailIngest", "TrailMesh", "TrailReport", "TrailGateway",
+                "TrailIngest", "TrailMesh", "TrailReport", "TrailGateway", "TrailDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

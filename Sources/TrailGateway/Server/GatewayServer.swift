@@ -48,7 +48,6 @@ package final class GatewayServer: Sendable {
     }
 
     package func stop() async {
-        await proxy.stop()
-        await sink.stop()
+        await proxy.stop { await sink.stop() }
     }
 }

@@ -63,14 +63,19 @@ public struct HTTPSClient: Sendable {
         self.timeout = timeout
     }
 
+    /// One request on a new connection. `host` and `user-agent` default to the endpoint and `trail` unless
+    /// `headers` has them; `localAddress` binds the client's side of the connection (an address on this host).
     public func request(
-        _ method: HTTPMethod, _ endpoint: Endpoint, path: String, headers: [(String, String)] = [], body: [UInt8] = []
+        _ method: HTTPMethod, _ endpoint: Endpoint, path: String, headers: [(String, String)] = [], body: [UInt8] = [],
+        localAddress: String? = nil
     ) async throws -> Response {
         let context = endpoint.tls ? try tlsContext() : nil
         if endpoint.tls && context == nil { throw MeshError("\(endpoint.description): no TLS settings to connect with") }
         let promise = group.next().makePromise(of: Response.self)
         let expected = expectedServer
-        let bootstrap = ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
+        if let localAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localAddress, port: 0)) }
+        bootstrap = bootstrap
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -105,11 +110,11 @@ public struct HTTPSClient: Sendable {
             throw MeshError("cannot connect to \(endpoint.description): \(error)")
         }
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.basePath + path)
-        head.headers.add(name: "host", value: "\(endpoint.host):\(endpoint.port)")
-        head.headers.add(name: "content-length", value: String(body.count))
-        head.headers.add(name: "connection", value: "close")
-        head.headers.add(name: "user-agent", value: "trail")
         for (name, value) in headers { head.headers.add(name: name, value: value) }
+        if !head.headers.contains(name: "host") { head.headers.add(name: "host", value: "\(endpoint.host):\(endpoint.port)") }
+        if !head.headers.contains(name: "user-agent") { head.headers.add(name: "user-agent", value: "trail") }
+        head.headers.replaceOrAdd(name: "content-length", value: String(body.count))
+        head.headers.replaceOrAdd(name: "connection", value: "close")
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)

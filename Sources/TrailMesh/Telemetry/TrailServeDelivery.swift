@@ -5,12 +5,12 @@ import NIOSSL
 /// How a mesh component (sidecar, gateway) reaches `trail serve`: its URL, the roots its certificate must chain to,
 /// and the credential: a bearer token from a file, or else the component's SVID (mTLS). Makes the disk-buffered
 /// outboxes that deliver each record stream.
-struct TrailServeDelivery: Sendable {
+package struct TrailServeDelivery: Sendable {
     let endpoint: HTTPSClient.Endpoint
     let authorization: [(String, String)]
     let client: HTTPSClient
 
-    init(url: String, tokenFile: String?, rootsPath: String?, identity: WorkloadIdentity?, group: any EventLoopGroup) throws {
+    package init(url: String, tokenFile: String?, rootsPath: String?, identity: WorkloadIdentity?, group: any EventLoopGroup) throws {
         endpoint = try HTTPSClient.Endpoint(url: url)
         var token: String?
         if let tokenFile { token = try SecureFile.readText(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines) }
@@ -26,7 +26,7 @@ struct TrailServeDelivery: Sendable {
         }
     }
 
-    func outbox(
+    package func outbox(
         directory: String, path: String, contentType: String, maxBytes: Int, flushInterval: Duration,
         log: @escaping @Sendable (String) -> Void, encode: @escaping @Sendable ([String]) -> [UInt8] = Self.ndjson
     ) throws -> Outbox {
@@ -36,5 +36,5 @@ struct TrailServeDelivery: Sendable {
     }
 
     /// Records as NDJSON lines.
-    static let ndjson: @Sendable ([String]) -> [UInt8] = { lines in Array((lines.joined(separator: "\n") + "\n").utf8) }
+    package static let ndjson: @Sendable ([String]) -> [UInt8] = { lines in Array((lines.joined(separator: "\n") + "\n").utf8) }
 }
