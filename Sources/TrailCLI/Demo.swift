@@ -119,7 +119,7 @@ struct Demo: AsyncParsableCommand {
         writeOut("  \(trail) findings --since \(since)\(db)\n")
         writeOut("  \(trail) activity \(Estate.integration)\(db)\n")
         writeOut("  \(trail) identities\(db)\n")
-        writeOut("  \(trail) report findings --since \(since) --format html -o demo-report.html\(db)\n")
+        writeOut("  \(trail) report --principal \(Estate.integration) --since \(since) --format html -o \(Estate.integration)-report.html\(db)\n")
     }
 
     /// The running binary, so the estate runs exactly this build.
