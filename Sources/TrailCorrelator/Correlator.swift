@@ -275,6 +275,10 @@ public struct Correlator: Sendable {
         var end: Timestamp
         var hop: Hop
         var certificate: PresentedCertificate?
+        /// The certificate is the edge client's (a partner's, from the gateway record): no internal observation
+        /// logged one. Partner certificates come from the partner's CA, not the mesh's, so "never seen issued"
+        /// says nothing about them and the X509-SVID shape is not required.
+        var certificateFromEdge = false
         var xfccURI: String?
 
         var caller: String { callerSPIFFEID ?? callerService ?? callerAddress ?? "unknown" }
@@ -323,9 +327,14 @@ public struct Correlator: Sendable {
             transports.contains(.plaintext) ? .plaintext
             : transports.contains(.mtls) ? .mtls : transports.contains(.tls) ? .tls : nil
 
-        let certificate = first(byKind, [.inbound, .serverSpan, .outbound]) { o -> PresentedCertificate? in
+        var certificate = first(byKind, [.inbound, .serverSpan, .outbound]) { o -> PresentedCertificate? in
             guard let c = o.callerCertificate, !c.isEmpty else { return nil }
             return c
+        }
+        var certificateFromEdge = false
+        if certificate == nil, let c = gateway?.callerCertificate, !c.isEmpty {
+            certificate = c
+            certificateFromEdge = true
         }
         let policies = members.compactMap(\.observation.policy)
         let policy: PolicyDecision? =
@@ -357,7 +366,7 @@ public struct Correlator: Sendable {
             members: members, byKind: byKind, callerSPIFFEID: callerSPIFFEID, callerService: callerServiceFinal,
             callerAddress: callerAddress, calleeSPIFFEID: calleeSPIFFEID, calleeService: calleeService,
             calleeAddress: calleeAddress, start: start, end: max(end, start.adding(nanoseconds: duration ?? 0)),
-            hop: draftHop, certificate: certificate,
+            hop: draftHop, certificate: certificate, certificateFromEdge: certificateFromEdge,
             xfccURI: byKind[.inbound]?.xfccURI)
     }
 
@@ -529,7 +538,7 @@ public struct Correlator: Sendable {
         let judgement = ledger.judge(
             serial: hop.serial, fingerprint: hop.fingerprintSHA256, presentedNotBefore: cert?.notBefore,
             presentedNotAfter: cert?.notAfter, spiffeID: hop.callerSPIFFEID, at: hop.start)
-        hop.certificateState = judgement.state
+        hop.certificateState = draft.certificateFromEdge && judgement.state == .unknown ? .valid : judgement.state
         return judgement
     }
 
@@ -545,11 +554,14 @@ public struct Correlator: Sendable {
         }
         let call = "\(hop.caller) → \(hop.callee)\(hop.method.map { " \($0)" } ?? "")\(hop.path.map { " \($0)" } ?? "")"
         let cert = draft.certificate
+        // An edge client's certificate names the partner itself, not the hop's caller (the gateway).
+        let certificateIdentity = draft.certificateFromEdge ? cert?.uriSANs.first ?? cert?.subject : nil
         switch hop.certificateState {
         case .revoked:
-            add(.revokedCertificate, "\(call) presented \(judgement?.detail ?? "a revoked certificate")")
+            add(.revokedCertificate, "\(call) presented \(judgement?.detail ?? "a revoked certificate")", identity: certificateIdentity)
         case .expired, .notYetValid:
-            add(.expiredCertificate, "\(call) presented a certificate \(judgement?.detail ?? hop.certificateState.rawValue)")
+            add(.expiredCertificate, "\(call) presented a certificate \(judgement?.detail ?? hop.certificateState.rawValue)",
+                identity: certificateIdentity)
         case .unknown:
             if ledger.knowsIssuance(forTrustDomainOf: hop.callerSPIFFEID) {
                 add(.unknownCertificate,
@@ -565,7 +577,7 @@ public struct Correlator: Sendable {
         {
             add(.identityMismatch, "\(call): serial \(hop.serial ?? "?") was issued to \(issuedTo) but presented as \(claimed)")
         }
-        if let sans = cert?.uriSANs, sans.count > 1 {
+        if !draft.certificateFromEdge, let sans = cert?.uriSANs, sans.count > 1 {
             add(.identityMismatch, "\(call): the caller's certificate has \(sans.count) URI SANs (\(sans.joined(separator: ", "))); an X509-SVID has exactly one")
         }
         if let xfcc = draft.xfccURI, let peer = draft.byKind[.inbound]?.caller.spiffeID, xfcc != peer {

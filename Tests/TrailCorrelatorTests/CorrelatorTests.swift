@@ -196,6 +196,34 @@ struct CorrelatorTests {
         #expect(chain.findings.isEmpty)
     }
 
+    /// A partner refused at the edge for its expired client certificate: the gateway record alone carries the
+    /// certificate, and the finding names the partner consumer and the certificate's serial.
+    @Test func expiredPartnerCertificateAtTheEdgeIsAFinding() throws {
+        var refused = Scenario.gateway(0, principal: Principal(name: "acme", type: .clientCertificate), ip: "198.51.100.7",
+                                       to: "catalog", path: "/items", status: 401)
+        refused.transport = .mtls
+        refused.callerCertificate = PresentedCertificate(
+            serial: "5A:F0", notBefore: Timestamp.utc(year: 2025, month: 1, day: 1, hour: 0),
+            notAfter: Timestamp.utc(year: 2025, month: 2, day: 1, hour: 0), uriSANs: ["spiffe://partners.example/acme"])
+        let chain = Scenario.correlate([refused])
+        #expect(chain.hops[0].certificateState == .expired)
+        #expect(chain.hops[0].serial == "5af0")
+        #expect(chain.findings.map(\.kind) == [.expiredCertificate])
+        let finding = try #require(chain.findings.first)
+        #expect(finding.principal == "acme")
+        #expect(finding.serial == "5af0")
+        #expect(finding.identity == "spiffe://partners.example/acme")
+
+        // A valid partner certificate the mesh CA never issued is not "unknown": partners have their own CA.
+        var valid = refused
+        valid.status = 200
+        valid.callerCertificate?.notAfter = Timestamp.utc(year: 2027, month: 1, day: 1, hour: 0)
+        valid.callerCertificate?.uriSANs += ["spiffe://partners.example/acme-2"]
+        let ok = Scenario.correlate([valid])
+        #expect(ok.hops[0].certificateState == .valid)
+        #expect(ok.findings.isEmpty)
+    }
+
     @Test func policyDecisions() {
         let denied = Scenario.correlate([Scenario.inbound(0, from: "web", to: "ledger", method: "POST", path: "/ledger/entries", serial: "1001", status: 403, policy: .deny)])
         #expect(denied.findings.map(\.kind) == [.policyDenied])

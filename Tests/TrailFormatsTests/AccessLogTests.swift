@@ -191,6 +191,9 @@ struct KongLogTests {
         #expect(try principal(#","request":{"headers":{"authorization":"Bearer eyJ"}}"#)?.type == .jwt)
         #expect(try principal(#","request":{"tls":{"client_verify":"SUCCESS"}}"#)?.type == .clientCertificate)
         #expect(try principal(#","request":{"tls":{"client_verify":"FAILED:unable to verify"}}"#)?.type == .consumer)
+        // Only the validity window failed: the trusted certificate still names the caller.
+        #expect(try principal(#","request":{"tls":{"client_verify":"FAILED:certificate has expired"}}"#)?.type == .clientCertificate)
+        #expect(try principal(#","request":{"tls":{"client_verify":"FAILED:certificate is not yet valid"}}"#)?.type == .clientCertificate)
         #expect(try principal("") == Principal(name: "u", type: .consumer, credential: "cred"))
         // Name fallbacks.
         let byCustomID = try #require(parser.parse(bytes(#"{"started_at":1,"consumer":{"id":"cid","custom_id":"cu"}}"#))
@@ -233,6 +236,63 @@ struct KongLogTests {
         let repeated = try obs(
             #"{"started_at":1,"request":{"headers":{"x-request-id":["first","second"]},"id":"kongid"}}"#)
         #expect(repeated.observations[0].requestID == "first")
+    }
+
+    /// Trail's `request.tls.client_certificate` extension and nginx's `FAILED:reason` client_verify.
+    @Test func readsTheClientCertificateExtensionAndFailedClientVerify() throws {
+        let line = #"""
+            {"started_at":1800000000000,"request":{"method":"GET","uri":"/items","url":"https://api.example.com:443/items",
+             "headers":{"host":"api.example.com"},
+             "tls":{"client_verify":"FAILED:certificate has expired","version":"TLSv1.3",
+              "client_certificate":{"serial":"00:5A:F0","sha256":"AB:CD\#(String(repeating: ":ab", count: 30))",
+               "subject":"CN=acme,O=Acme","uri_sans":["spiffe://partners.example/acme"],"spiffe_id":"spiffe://partners.example/acme",
+               "not_before":"2025-01-01T00:00:00Z","not_after":1738368000}}},
+             "response":{"status":401},"consumer":{"id":"acme-id","username":"acme"},
+             "authenticated_entity":{"id":"spiffe://partners.example/acme","consumer_id":"acme-id"},
+             "credential_type":"mtls","refusal_reason":"client certificate has expired","client_ip":"198.51.100.7"}
+            """#.replacingOccurrences(of: "\n", with: "")
+        let results = parser.parse(bytes(line))
+        guard case .record(let record)? = results.first else {
+            Issue.record("rejected: \(results)")
+            return
+        }
+        #expect(record.partialRejections.isEmpty, "\(record.partialRejections)")
+        let o = try #require(record.observations.first)
+        #expect(o.transport == .mtls)
+        #expect(o.tlsVersion == "TLSv1.3")
+        #expect(o.status == 401)
+        #expect(o.principal == Principal(name: "acme", type: .clientCertificate, credential: "spiffe://partners.example/acme"))
+        #expect(o.callerCertificate == PresentedCertificate(
+            serial: "5af0", fingerprintSHA256: "abcd" + String(repeating: "ab", count: 30),
+            notBefore: Timestamp.utc(year: 2025, month: 1, day: 1, hour: 0),
+            notAfter: Timestamp.utc(year: 2025, month: 2, day: 1, hour: 0),
+            uriSANs: ["spiffe://partners.example/acme"], subject: "CN=acme,O=Acme"))
+
+        // No consumer: the certificate names the principal; no credential_type: FAILED:… still means a certificate.
+        let bare = parser.parse(bytes(#"""
+            {"started_at":1,"request":{"tls":{"client_verify":"FAILED:certificate is not yet valid",
+             "client_certificate":{"serial":"10:01","subject":"CN=acme","uri_sans":[]}}},"response":{"status":401}}
+            """#.replacingOccurrences(of: "\n", with: "")))
+        let b = try #require(bare.first?.observation)
+        #expect(b.transport == .mtls)
+        #expect(b.principal == Principal(name: "CN=acme", type: .clientCertificate, credential: "1001"))
+        #expect(b.callerCertificate?.serial == "1001")
+        #expect(b.callerCertificate?.subject == "CN=acme")
+
+        // Malformed members are left out and reported; NONE is TLS without a client certificate.
+        let bad = parser.parse(bytes(
+            #"{"started_at":1,"request":{"tls":{"client_verify":"NONE","client_certificate":{"serial":"xyz","sha256":"12","not_after":"later"}}}}"#))
+        guard case .record(let r)? = bad.first else {
+            Issue.record("rejected: \(bad)")
+            return
+        }
+        #expect(r.observations.first?.transport == .tls)
+        #expect(r.observations.first?.callerCertificate == nil)
+        #expect(r.partialRejections.map(\.reason) == [
+            "request.tls.client_certificate.serial: 'xyz' is not hex",
+            "request.tls.client_certificate.sha256: '12' is not a SHA-256 digest",
+            "request.tls.client_certificate.not_after: 'later' is not RFC 3339 or epoch seconds",
+        ])
     }
 
     @Test func rejectsNonObjectsAndBadStartTimes() {

@@ -1,6 +1,7 @@
 import Testing
 import TrailCore
 import TrailFormats
+import TrailMesh
 
 @testable import TrailGateway
 
@@ -118,5 +119,61 @@ import TrailFormats
         #expect(json["authenticated_entity"]?["consumer_id"]?.string == "id-alice")
         #expect(json["started_at"]?.int == 1_800_000_000_123)
         #expect(json["trace_id"]?["w3c"]?.string == Self.traceID)
+    }
+
+    static func partnerCertificate(_ validity: ClientCertificateValidity) -> KongLogRecord.ClientCertificate {
+        KongLogRecord.ClientCertificate(
+            serial: "1a2b3c", fingerprintSHA256: String(repeating: "ab", count: 32), subject: "CN=acme,O=Acme",
+            uriSANs: ["spiffe://partners.example/acme"], spiffeID: "spiffe://partners.example/acme",
+            notBefore: Timestamp(seconds: 1_735_689_600), notAfter: Timestamp(seconds: 1_738_368_000),
+            clientVerify: validity.clientVerify, tlsVersion: "TLSv1.3")
+    }
+
+    /// An expired partner certificate: refused with 401, logged with nginx's FAILED:reason, the certificate
+    /// (Trail extension) and the consumer it names; Trail's parser reads all of it back.
+    @Test func expiredPartnerCertificateIsLoggedWithItsSerialAndConsumer() throws {
+        let caller = AuthenticatedCaller(consumer: "acme", kind: .mtls, credentialID: "spiffe://partners.example/acme")
+        var record = Self.record(caller: caller, kind: .mtls, status: 401, reason: "client certificate has expired")
+        record.clientCertificate = Self.partnerCertificate(.expired)
+        let json = try JSONParser.parse(Array(record.line.utf8))
+        let tls = json["request"]?["tls"]
+        #expect(tls?["client_verify"]?.string == "FAILED:certificate has expired")
+        #expect(tls?["version"]?.string == "TLSv1.3")
+        let certificate = tls?["client_certificate"]
+        #expect(certificate?["serial"]?.string == "1a2b3c")
+        #expect(certificate?["sha256"]?.string == String(repeating: "ab", count: 32))
+        #expect(certificate?["subject"]?.string == "CN=acme,O=Acme")
+        #expect(certificate?["uri_sans"]?.array?.compactMap(\.string) == ["spiffe://partners.example/acme"])
+        #expect(certificate?["spiffe_id"]?.string == "spiffe://partners.example/acme")
+        #expect(certificate?["not_before"]?.string == "2025-01-01T00:00:00Z")
+        #expect(certificate?["not_after"]?.string == "2025-02-01T00:00:00Z")
+        #expect(json["consumer"]?["username"]?.string == "acme")
+        #expect(json["refusal_reason"]?.string == "client certificate has expired")
+        #expect(json["service"] == nil)
+
+        let obs = try Self.parse(record.line)
+        #expect(obs.status == 401)
+        #expect(obs.transport == .mtls)
+        #expect(obs.tlsVersion == "TLSv1.3")
+        #expect(obs.principal == Principal(name: "acme", type: .clientCertificate, credential: "spiffe://partners.example/acme"))
+        #expect(obs.callerCertificate == PresentedCertificate(
+            serial: "1a2b3c", fingerprintSHA256: String(repeating: "ab", count: 32),
+            notBefore: Timestamp(seconds: 1_735_689_600), notAfter: Timestamp(seconds: 1_738_368_000),
+            uriSANs: ["spiffe://partners.example/acme"], subject: "CN=acme,O=Acme"))
+    }
+
+    @Test func validPartnerCertificateIsLoggedWithSuccessAndItsSerial() throws {
+        let caller = AuthenticatedCaller(consumer: "acme", kind: .mtls, credentialID: "spiffe://partners.example/acme")
+        var record = Self.record(caller: caller, kind: .mtls, status: 200)
+        record.clientCertificate = Self.partnerCertificate(.valid)
+        let json = try JSONParser.parse(Array(record.line.utf8))
+        #expect(json["request"]?["tls"]?["client_verify"]?.string == "SUCCESS")
+        #expect(json["request"]?["tls"]?["client_certificate"]?["serial"]?.string == "1a2b3c")
+        let obs = try Self.parse(record.line)
+        #expect(obs.callerCertificate?.serial == "1a2b3c")
+        #expect(obs.principal?.name == "acme")
+        #expect(obs.transport == .mtls)
+        // Not yet valid has its own nginx wording.
+        #expect(ClientCertificateValidity.notYetValid.clientVerify == "FAILED:certificate is not yet valid")
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import TrailMesh
 
 @testable import TrailGateway
 
@@ -66,5 +67,49 @@ import Testing
         #expect(r.caller?.consumer == "alice")
         #expect(r.headers.map(\.name) == ["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"])
         #expect(r.headers.first?.value == "7")
+    }
+
+    static let partnerYAML = """
+        consumers:
+          - username: acme
+            credentials: {mtls: [{spiffe_id: "spiffe://partners.example/acme"}]}
+          - username: alice
+            credentials: {key-auth: [{key_sha256: \(sha256Hex("alice-key"))}]}
+        routes:
+          - name: catalog
+            rules:
+              - backendRefs: [{name: catalog, port: 8080}]
+            auth: {methods: [key-auth, mtls]}
+        """
+
+    /// An expired (or not yet valid) partner certificate is refused with 401 on any route, before any upstream,
+    /// even when the request also carries another valid credential; the consumer it names is kept for the log.
+    @Test(arguments: [
+        (ClientCertificateValidity.expired, "client certificate has expired"),
+        (.notYetValid, "client certificate is not yet valid"),
+    ])
+    func partnerCertificateOutOfItsWindowIsRefused(_ c: (ClientCertificateValidity, String)) throws {
+        var evaluator = RequestEvaluator(configuration: try GatewayConfiguration.parse(yaml: Self.partnerYAML, file: "g.yaml"))
+        let headers = [(name: "apikey", value: "alice-key")]
+        for path in ["/items", "/anything"] {
+            let request = EdgeRequest(
+                route: RouteRequest(host: "api.example.com", path: path, method: "GET", headers: headers),
+                auth: AuthRequest(
+                    headers: headers,
+                    peerCertificate: PeerCertificateIdentity(spiffeIDs: ["spiffe://partners.example/acme"], validity: c.0)))
+            guard case .respond(let r) = evaluator.evaluate(request, now: 1_800_000_000, random: 0) else {
+                Issue.record("an out-of-window certificate was forwarded")
+                return
+            }
+            #expect(r.status == 401)
+            #expect(r.reason == c.1)
+            #expect(r.credentialKind == .mtls)
+            #expect(r.caller == AuthenticatedCaller(consumer: "acme", kind: .mtls, credentialID: "spiffe://partners.example/acme"))
+            #expect(r.routeName == "catalog")
+        }
+        let valid = EdgeRequest(
+            route: RouteRequest(host: "api.example.com", path: "/items", method: "GET"),
+            auth: AuthRequest(peerCertificate: PeerCertificateIdentity(spiffeIDs: ["spiffe://partners.example/acme"])))
+        #expect(Self.summary(evaluator.evaluate(valid, now: 1_800_000_000, random: 0)) == "forward catalog acme mtls")
     }
 }

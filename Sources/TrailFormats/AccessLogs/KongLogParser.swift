@@ -13,7 +13,11 @@ import TrailCore
 ///   userAgent, route (`route.name`), responseFlags (`source`).
 /// - caller.address: `client_ip`. callee: `service.name` (else `service.host`), address/port of the last
 ///   `tries` entry (else `service.host`/`service.port`).
-/// - principal, transport, tlsVersion, policy: see ``KongLogParser/principal(_:headers:)`` and the code.
+/// - transport: `request.tls` (`session.tls` for streams) present → mtls when `client_verify` is `SUCCESS` or
+///   `FAILED:…` (a client certificate was presented, verified or not), else tls; tlsVersion: `tls.version`.
+/// - callerCertificate (Trail extension, `trail gateway` writes it): `tls.client_certificate` with `serial`
+///   (hex), `sha256`, `not_before` / `not_after` (RFC 3339 or epoch seconds), `uri_sans`, `subject`.
+/// - principal, policy: see ``KongLogParser/principal(_:headers:)`` and the code.
 public struct KongLogParser: Sendable {
     public init() {}
 
@@ -125,10 +129,14 @@ public struct KongLogParser: Sendable {
 
         // Transport.
         let tls = isStream ? session?["tls"] : request?["tls"]
-        let clientVerified = tls?["client_verify"]?.text == "SUCCESS"
         if let tls, tls.object != nil {
-            obs.transport = clientVerified ? .mtls : .tls
+            obs.transport = Self.clientCertificatePresented(tls["client_verify"]?.text) ? .mtls : .tls
             obs.tlsVersion = tls["version"]?.text
+            if let certificate = tls["client_certificate"], certificate.object != nil {
+                let (presented, certificateProblems) = Self.clientCertificate(certificate)
+                obs.callerCertificate = presented
+                problems += certificateProblems
+            }
         } else if isStream {
             obs.transport = .plaintext
         } else if let url = request?["url"]?.text, url.lowercased().hasPrefix("http://") {
@@ -147,20 +155,81 @@ public struct KongLogParser: Sendable {
         return .success((obs, problems))
     }
 
+    /// nginx's `$ssl_client_verify`: `SUCCESS` and `FAILED:reason` both mean a client certificate was presented
+    /// (`NONE`: none was).
+    static func clientCertificatePresented(_ clientVerify: String?) -> Bool {
+        guard let clientVerify else { return false }
+        return clientVerify == "SUCCESS" || clientVerify.hasPrefix("FAILED")
+    }
+
+    /// A client_verify that names the caller by its certificate: `SUCCESS`, or a failure of the validity window
+    /// only (`FAILED:certificate has expired`, `FAILED:certificate is not yet valid`: the chain is trusted, so the
+    /// certificate still says who called). Other failures (unknown CA, bad signature) identify no one.
+    static func certificateNamesCaller(_ clientVerify: String?) -> Bool {
+        switch clientVerify {
+        case "SUCCESS", "FAILED:certificate has expired", "FAILED:certificate is not yet valid": true
+        default: false
+        }
+    }
+
+    /// Trail's `tls.client_certificate` extension; a malformed member is left out and reported.
+    static func clientCertificate(_ c: JSONValue) -> (PresentedCertificate?, [String]) {
+        var problems: [String] = []
+        var serial: String?
+        if let s = c["serial"]?.text {
+            if let n = CertificateSerial.normalize(s) { serial = n } else {
+                problems.append("request.tls.client_certificate.serial: '\(AccessLog.clip(s))' is not hex")
+            }
+        }
+        var fingerprint: String?
+        if let f = c["sha256"]?.text {
+            if let n = Fingerprint.normalize(f) { fingerprint = n } else {
+                problems.append("request.tls.client_certificate.sha256: '\(AccessLog.clip(f))' is not a SHA-256 digest")
+            }
+        }
+        func time(_ key: String) -> Timestamp? {
+            guard let value = c[key], !value.isNull else { return nil }
+            if let text = value.string, let t = Timestamp.parseRFC3339(text) { return t }
+            if let seconds = value.double, seconds.isFinite, abs(seconds) < 9.2e9 { return Timestamp(epochSeconds: seconds) }
+            problems.append("request.tls.client_certificate.\(key): '\(AccessLog.clip(value.text ?? "?"))' is not RFC 3339 or epoch seconds")
+            return nil
+        }
+        var uriSANs = c["uri_sans"]?.array?.compactMap(\.string) ?? []
+        if uriSANs.isEmpty, let id = c["spiffe_id"]?.string { uriSANs = [id] }
+        let subject = c["subject"]?.string.flatMap { $0.isEmpty ? nil : $0 }
+        let presented = PresentedCertificate(
+            serial: serial, fingerprintSHA256: fingerprint, notBefore: time("not_before"), notAfter: time("not_after"),
+            uriSANs: uriSANs, subject: subject)
+        return (presented.isEmpty && subject == nil ? nil : presented, problems)
+    }
+
     /// The edge principal.
     /// - name: `consumer.username`, else `consumer.custom_id`, else `consumer.id`; with no consumer but an
-    ///   `authenticated_entity`, its `id`; with neither, `anonymous` (type `.anonymous`).
+    ///   `authenticated_entity`, its `id`; with neither but a `tls.client_certificate`, its `spiffe_id`, first
+    ///   URI SAN or subject (type client-certificate, credential its serial); else `anonymous` (type `.anonymous`).
     /// - credential: `authenticated_entity.id`.
     /// - type: a custom field `credential_type` / `auth_type` (key-auth → api-key, jwt → jwt,
     ///   mtls-auth → client-certificate, basic-auth, oauth2 and others → consumer), else inferred: an `apikey`
-    ///   header or query parameter → api-key; `request.tls.client_verify` SUCCESS → client-certificate;
-    ///   `authorization: Bearer …` → jwt; else consumer.
+    ///   header or query parameter → api-key; `request.tls.client_verify` SUCCESS, `FAILED:certificate has
+    ///   expired` or `FAILED:certificate is not yet valid` → client-certificate; `authorization: Bearer …` → jwt;
+    ///   else consumer.
     static func principal(_ v: JSONValue, headers: AccessLogHeaders) -> Principal {
         let consumer = v["consumer"]
         let entity = v["authenticated_entity"]
         let credential = entity?["id"]?.text
         let name = consumer?["username"]?.text ?? consumer?["custom_id"]?.text ?? consumer?["id"]?.text ?? credential
-        guard let name else { return Principal(name: "anonymous", type: .anonymous) }
+        guard let name else {
+            let tls = v["session"]?["tls"]?.object != nil ? v["session"]?["tls"] : v["request"]?["tls"]
+            if let certificate = tls?["client_certificate"], certificate.object != nil,
+                let id = certificate["spiffe_id"]?.string ?? certificate["uri_sans"]?.array?.first?.string
+                    ?? certificate["subject"]?.string.flatMap({ $0.isEmpty ? nil : $0 })
+            {
+                return Principal(
+                    name: id, type: .clientCertificate,
+                    credential: certificate["serial"]?.text.flatMap { CertificateSerial.normalize($0) })
+            }
+            return Principal(name: "anonymous", type: .anonymous)
+        }
 
         var type: PrincipalType?
         if let declared = v["credential_type"]?.text ?? v["auth_type"]?.text {
@@ -171,8 +240,8 @@ public struct KongLogParser: Sendable {
             let queryHasKey = request?["querystring"]?["apikey"] != nil
             if headers.has("apikey") || queryHasKey {
                 type = .apiKey
-            } else if request?["tls"]?["client_verify"]?.text == "SUCCESS"
-                || v["session"]?["tls"]?["client_verify"]?.text == "SUCCESS"
+            } else if certificateNamesCaller(request?["tls"]?["client_verify"]?.text)
+                || certificateNamesCaller(v["session"]?["tls"]?["client_verify"]?.text)
             {
                 type = .clientCertificate
             } else if let auth = headers.first("authorization"), auth.lowercased().hasPrefix("bearer") {

@@ -1,3 +1,5 @@
+import TrailMesh
+
 /// What an authenticator decided. Reasons are fixed phrases: they never contain a credential, a token or any
 /// part of one, so they are safe to log and to return to the client.
 package enum AuthOutcome: Sendable, Equatable {
@@ -72,15 +74,19 @@ package struct AuthRequest: Sendable {
     func header(_ name: String) -> String? { headers.first { $0.name == name }?.value }
 }
 
-/// The identity of a verified client certificate.
+/// The identity of a client certificate whose chain the TLS layer verified against the partner bundle.
 package struct PeerCertificateIdentity: Sendable, Equatable {
     /// URI SANs that are SPIFFE IDs.
     package var spiffeIDs: [String]
     /// The subject distinguished name, RFC 4514 form (e.g. `CN=partner-a,O=Partner A`).
     package var subject: String?
+    /// The leaf's validity window at the time of the request: an expired or not yet valid certificate is
+    /// refused with 401 whatever the route (it still names its consumer in the log).
+    package var validity: ClientCertificateValidity
 
-    package init(spiffeIDs: [String] = [], subject: String? = nil) {
+    package init(spiffeIDs: [String] = [], subject: String? = nil, validity: ClientCertificateValidity = .valid) {
         self.spiffeIDs = spiffeIDs
         self.subject = subject
+        self.validity = validity
     }
 }

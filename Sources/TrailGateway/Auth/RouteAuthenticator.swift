@@ -12,6 +12,11 @@ package struct RouteAuthenticator: Sendable {
         mtls = CertificateAuthenticator(consumers: configuration.consumers)
     }
 
+    /// The consumer a client certificate maps to, whatever its validity.
+    package func certificateCaller(_ certificate: PeerCertificateIdentity) -> AuthenticatedCaller? {
+        mtls.caller(for: certificate)
+    }
+
     /// - Parameter now: seconds since the Unix epoch (for JWT times).
     package func authenticate(_ request: AuthRequest, auth: RouteAuth, now: Double) -> AuthOutcome {
         for method in auth.methods {

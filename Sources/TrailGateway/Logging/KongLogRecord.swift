@@ -1,9 +1,13 @@
 import Foundation
 import TrailCore
+import TrailMesh
 
 /// One access-log record in Kong's logging-plugin JSON schema (`kong.log.serialize()`, formats.md §1.2), so Kong
 /// users' tooling and Trail's own `KongLogParser` read it. Extra keys: `credential_type` (key-auth, jwt, mtls,
-/// anonymous) and, for refused requests, `refusal_reason`.
+/// anonymous), for refused requests `refusal_reason`, and for a request whose connection presented a client
+/// certificate `request.tls.client_certificate` (`serial`, `sha256`, `subject`, `uri_sans`, `spiffe_id`,
+/// `not_before`, `not_after`) next to Kong's `request.tls.client_verify` (`SUCCESS`,
+/// `FAILED:certificate has expired`, `FAILED:certificate is not yet valid`) and `request.tls.version`.
 ///
 /// Credentials never reach the output: the values of `authorization`, `proxy-authorization`, `cookie`,
 /// `set-cookie`, `apikey` and the configured key names are replaced by `REDACTED` in headers, and those query
@@ -29,6 +33,57 @@ package struct KongLogRecord: Sendable {
             self.protocolName = protocolName
             self.uri = uri
             self.tries = tries
+        }
+    }
+
+    /// The client certificate of an edge mTLS connection: `request.tls` (Kong's `client_verify` and `version`, and
+    /// Trail's `client_certificate`).
+    package struct ClientCertificate: Sendable, Equatable {
+        /// Normalised serial (lowercase hex, no separators or leading zeros, as Trail writes serials everywhere).
+        package var serial: String
+        package var fingerprintSHA256: String
+        package var subject: String
+        package var uriSANs: [String]
+        package var spiffeID: String?
+        package var notBefore: Timestamp
+        package var notAfter: Timestamp
+        /// nginx's `$ssl_client_verify`: `SUCCESS` or `FAILED:reason`.
+        package var clientVerify: String
+        package var tlsVersion: String?
+
+        package init(
+            serial: String, fingerprintSHA256: String, subject: String, uriSANs: [String], spiffeID: String?,
+            notBefore: Timestamp, notAfter: Timestamp, clientVerify: String, tlsVersion: String? = nil
+        ) {
+            self.serial = serial
+            self.fingerprintSHA256 = fingerprintSHA256
+            self.subject = subject
+            self.uriSANs = uriSANs
+            self.spiffeID = spiffeID
+            self.notBefore = notBefore
+            self.notAfter = notAfter
+            self.clientVerify = clientVerify
+            self.tlsVersion = tlsVersion
+        }
+
+        package init(_ facts: PeerCertificateFacts, validity: ClientCertificateValidity, tlsVersion: String?) {
+            self.init(
+                serial: facts.serial, fingerprintSHA256: facts.fingerprintSHA256, subject: facts.subject,
+                uriSANs: facts.uriSANs, spiffeID: facts.spiffeID, notBefore: facts.notBefore, notAfter: facts.notAfter,
+                clientVerify: validity.clientVerify, tlsVersion: tlsVersion)
+        }
+
+        var json: JSONValue {
+            var members: [(String, JSONValue)] = [
+                ("serial", .string(serial)), ("sha256", .string(fingerprintSHA256)), ("subject", .string(subject)),
+                ("uri_sans", .array(uriSANs.map { .string($0) })),
+            ]
+            if let spiffeID { members.append(("spiffe_id", .string(spiffeID))) }
+            members += [
+                ("not_before", .string(notBefore.rfc3339(fractionDigits: 0))),
+                ("not_after", .string(notAfter.rfc3339(fractionDigits: 0))),
+            ]
+            return .object(members)
         }
     }
 
@@ -65,6 +120,8 @@ package struct KongLogRecord: Sendable {
     package var proxyLatencyMillis: Int = -1
     /// Header and query names that carry API keys (lowercase), besides `apikey`.
     package var credentialNames: [String] = []
+    /// The connection's client certificate, when one was presented (edge mTLS).
+    package var clientCertificate: ClientCertificate?
 
     package init(
         requestID: String, traceID: String?, method: String, host: String, port: Int, target: String,
@@ -107,7 +164,12 @@ package struct KongLogRecord: Sendable {
             ("querystring", .object(query.map { ($0.name, .string(secrets.contains($0.name.lowercased()) ? "REDACTED" : $0.value)) })),
             ("headers", .object(requestHeaderMembers)),
         ]
-        if scheme == "https", credentialKind == .mtls {
+        if let certificate = clientCertificate {
+            var tls: [(String, JSONValue)] = [("client_verify", .string(certificate.clientVerify))]
+            if let version = certificate.tlsVersion { tls.append(("version", .string(version))) }
+            tls.append(("client_certificate", certificate.json))
+            request.append(("tls", .object(tls)))
+        } else if scheme == "https", credentialKind == .mtls {
             request.append(("tls", .object([("client_verify", .string("SUCCESS"))])))
         }
         var root: [(String, JSONValue)] = [

@@ -52,7 +52,15 @@ package struct RequestEvaluator: Sendable {
     ///   - now: seconds since the Unix epoch (JWT times, rate-limit windows).
     ///   - random: a value in `0..<1` for the weighted backend choice.
     package mutating func evaluate(_ request: EdgeRequest, now: Double, random: Double) -> EdgeDecision {
-        guard let selection = router.route(request.route, random: random) else {
+        let selected = router.route(request.route, random: random)
+        // A partner certificate out of its validity window is refused on every route, before any upstream, like
+        // Kong's mtls-auth after `ssl_verify_client optional_no_ca`; the consumer it names goes into the log.
+        if let certificate = request.auth.peerCertificate, let refusal = CertificateAuthenticator.refusal(certificate.validity) {
+            return .respond(EdgeResponse(
+                status: refusal.status, reason: refusal.reason, headers: [], routeName: selected?.route.name,
+                caller: authenticator.certificateCaller(certificate), credentialKind: .mtls))
+        }
+        guard let selection = selected else {
             return .respond(EdgeResponse(status: 404, reason: "no route matches the request", headers: []))
         }
         let route = selection.route

@@ -20,6 +20,8 @@ struct GatewayRequestFacts: Sendable {
     var backend: BackendRef?
     var upstreamURI: String?
     var edgeMillis: Int
+    /// The partner's client certificate (edge mTLS) and its judgement at the time of the request.
+    var clientCertificate: KongLogRecord.ClientCertificate?
 }
 
 /// The gateway's ``ProxyPolicy``: builds the ``EdgeRequest``, asks the ``RequestEvaluator`` (route,
@@ -53,7 +55,13 @@ package final class GatewayPolicy: ProxyPolicy {
         let authority = head.headers.first(name: "host") ?? ""
         let host = Self.hostName(authority)
         var peer: PeerCertificateIdentity?
-        if let p = connection.peer { peer = PeerCertificateIdentity(spiffeIDs: p.spiffeID.map { [$0] } ?? [], subject: p.subject.isEmpty ? nil : p.subject) }
+        var clientCertificate: KongLogRecord.ClientCertificate?
+        if let p = connection.peer {
+            // The chain was verified in the handshake; the leaf's window is judged per request.
+            let validity = ClientCertificateValidity(notBefore: p.notBefore, notAfter: p.notAfter, at: Timestamp(nanoseconds: started))
+            peer = PeerCertificateIdentity(spiffeIDs: p.spiffeID.map { [$0] } ?? [], subject: p.subject.isEmpty ? nil : p.subject, validity: validity)
+            clientCertificate = KongLogRecord.ClientCertificate(p, validity: validity, tlsVersion: connection.tlsVersion)
+        }
         let request = EdgeRequest(
             route: RouteRequest(host: host, path: path, method: head.method.rawValue, headers: headers, query: query),
             auth: AuthRequest(headers: headers, query: query, peerCertificate: peer))
@@ -64,7 +72,7 @@ package final class GatewayPolicy: ProxyPolicy {
         let requestID = head.headers.first(name: "x-request-id") ?? record.requestID ?? ""
         var facts = GatewayRequestFacts(
             method: head.method.rawValue, target: head.uri, host: authority.isEmpty ? host : authority, requestHeaders: headers,
-            requestID: requestID, traceID: trace.traceID, edgeMillis: 0)
+            requestID: requestID, traceID: trace.traceID, edgeMillis: 0, clientCertificate: clientCertificate)
         defer {
             facts.edgeMillis = Int((MeshAccessRecord.nowNanos() - started) / 1_000_000)
             record.policyContext = facts
@@ -142,6 +150,7 @@ package final class GatewayPolicy: ProxyPolicy {
         log.credentialKind = facts.credentialKind
         log.refusalReason = facts.refusalReason ?? record.refusal
         log.credentialNames = configuration.keyAuth.keyNames
+        log.clientCertificate = facts.clientCertificate
         if let caller = facts.caller, let consumer = configuration.consumer(named: caller.consumer) {
             log.consumerID = consumer.id
             log.consumerCustomID = consumer.customID

@@ -7,6 +7,7 @@ import NIOTLS
 import Synchronization
 import TrailCore
 import TrailFormats
+import X509
 
 /// The gateway's own SVID and trust bundle (files from `trail ca issue`).
 package struct EdgeMeshIdentity: Sendable {
@@ -67,6 +68,7 @@ package final class EdgeProxyServer: Sendable {
         if let identity { try await identity.start() }
         let pool = UpstreamPool(identity: identity)
         var context: NIOSSLContext?
+        var partnerRoots: [Certificate]?
         if let tls {
             do {
                 var configuration = TLSConfiguration.makeServerConfiguration(
@@ -75,6 +77,7 @@ package final class EdgeProxyServer: Sendable {
                 if let ca = tls.clientCAPath {
                     configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
                     configuration.certificateVerification = .optionalVerification
+                    partnerRoots = try WorkloadIdentity.loadBundle(ca)
                 }
                 context = try NIOSSLContext(configuration: configuration)
             } catch {
@@ -82,10 +85,17 @@ package final class EdgeProxyServer: Sendable {
             }
         }
         let tlsContext = context
+        let roots = partnerRoots
         let channel = try await ProxyListener.bind(group: group, host: host, port: port, place: "\(file): listen") { channel, connection in
             let sync = channel.pipeline.syncOperations
             if let tlsContext {
-                try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
+                if let roots {
+                    try sync.addHandler(NIOSSLServerHandler(context: tlsContext, customVerificationCallback: { chain, promise in
+                        Self.verifyPartner(chain, roots: roots, promise: promise)
+                    }))
+                } else {
+                    try sync.addHandler(NIOSSLServerHandler(context: tlsContext))
+                }
                 try sync.addHandler(EdgeHandshakeObserver(connection: connection))
             }
             try sync.configureHTTPServerPipeline(withErrorHandling: true)
@@ -94,6 +104,24 @@ package final class EdgeProxyServer: Sendable {
         }
         channels.withLock { $0.append(channel) }
         return "\(tlsContext == nil ? "http" : "https")://\(Sidecar.urlHost(host)):\(channel.localAddress?.port ?? port)"
+    }
+
+    /// Partner client certificates: the chain must verify to the partner bundle as before, but an expired (or
+    /// not yet valid) leaf completes the handshake, so each request on the connection is refused with 401 and
+    /// logged with `client_verify` = `FAILED:certificate has expired` instead of vanishing in a handshake error.
+    static func verifyPartner(
+        _ chain: [NIOSSLCertificate], roots: [Certificate], promise: EventLoopPromise<NIOSSLVerificationResult>
+    ) {
+        guard let ders = try? chain.map({ try $0.toDERBytes() }), !ders.isEmpty else {
+            promise.succeed(.failed)
+            return
+        }
+        Task {
+            switch await PartnerCertificateVerifier.verify(derChain: ders, roots: roots) {
+            case .verified: promise.succeed(.certificateVerified)
+            case .rejected: promise.succeed(.failed)
+            }
+        }
     }
 
     /// A disk-buffered outbox to `trail serve` at `url` + `path`, authenticated by a bearer token or, without
