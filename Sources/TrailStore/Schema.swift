@@ -166,9 +166,19 @@ enum Schema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("0002_chain_gateway_principal") { db in
+            try db.execute(sql: """
+                -- credential-anomaly: every principal's gateway-entered chains in (start, trace) order, with
+                -- what the scan needs (type, client address, and via_gateway itself so that SQLite sees the index
+                -- as covering), so one ordered pass reads no chain rows.
+                CREATE INDEX chain_gateway_principal
+                    ON chain(origin_principal, start, trace_id, origin_type, origin_client_ip, via_gateway)
+                    WHERE via_gateway = 1;
+                """)
+        }
         return migrator
     }
 
     /// The migration identifiers in order; pinned by a test so that shipped migrations are never renamed.
-    static let migrationIDs = ["0001_initial"]
+    static let migrationIDs = ["0001_initial", "0002_chain_gateway_principal"]
 }
