@@ -280,8 +280,9 @@ extension TrailStore {
     /// records were ingested in. A chain with no logged client address counts towards its principal's history
     /// but is never flagged. One finding per flagged chain, on its edge hop.
     ///
-    /// Cost: one pass over the partial index `chain_gateway_principal` in (principal, start, trace) order, one
-    /// primary-key probe into `hop` per chain, and in memory only the addresses and routes of one principal.
+    /// Cost: one pass over the partial covering index `chain_gateway_principal` in (principal, start, trace)
+    /// order (the edge request's method and path are kept on the chain row for this), in memory only the
+    /// addresses and routes of one principal; the hop table is read only for the flagged chains.
     @discardableResult
     static func recomputeCredentialAnomaly(baseline: Int = TrailStore.defaultCredentialAnomalyBaseline, db: Database) throws -> Int {
         try db.execute(sql: "DELETE FROM finding WHERE kind = ?", arguments: [FindingKind.credentialAnomaly.rawValue])
@@ -334,12 +335,11 @@ extension TrailStore {
     }
 
     /// The ordered scan behind `credential-anomaly`: (principal, client address, trace, start, method, path)
-    /// of every gateway-entered chain of a credential holder, by principal then (start, trace). It walks the
-    /// partial index `chain_gateway_principal` and probes the edge hop by primary key.
+    /// of every gateway-entered chain of a credential holder, by principal then (start, trace). It reads only
+    /// the partial covering index `chain_gateway_principal`.
     static let credentialScanSQL = """
-        SELECT c.origin_principal, c.origin_client_ip, c.trace_id, c.start, h.method, h.path
+        SELECT c.origin_principal, c.origin_client_ip, c.trace_id, c.start, c.edge_method, c.edge_path
           FROM chain c INDEXED BY chain_gateway_principal
-          JOIN hop h ON h.trace_id = c.trace_id AND h.idx = 0
          WHERE c.via_gateway = 1 AND c.origin_type NOT IN ('anonymous', 'workload') AND c.origin_principal <> ''
          ORDER BY c.origin_principal, c.start, c.trace_id
         """
@@ -385,8 +385,8 @@ final class ChainWriter {
         self.db = db
         insertChain = try RawStatement(db, """
             INSERT INTO chain(trace_id, origin_principal, origin_type, origin_client_ip, origin_credential,
-                              via_gateway, start, end, hop_count, gap_count)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              via_gateway, start, end, hop_count, gap_count, edge_method, edge_path)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         insertHop = try RawStatement(db, """
             INSERT INTO hop(trace_id, idx, parent_idx, caller, caller_spiffe, caller_service, caller_address,
@@ -434,6 +434,9 @@ final class ChainWriter {
         c.bind(chain.end.nanoseconds)
         c.bind(chain.hops.count)
         c.bind(chain.gaps.count)
+        let edge = chain.hops.first { $0.index == 0 }
+        c.bind(edge?.method)
+        c.bind(edge?.path)
         try c.execute()
         let s = insertHop
         for h in chain.hops where calleesSeen.insert(h.callee).inserted {
