@@ -29,6 +29,9 @@ struct Ingest: ParsableCommand {
     @Option(name: .long, help: "Clock-skew tolerance when joining observations (e.g. 2s, 500ms). Remembered in the store.")
     var clockSkew: String?
 
+    @Option(name: .long, help: "Earlier gateway requests a principal needs before a request from a new address on a new route is a credential-anomaly finding (default \(TrailStore.defaultCredentialAnomalyBaseline)). Remembered in the store.")
+    var credentialBaseline: Int?
+
     @Flag(name: [.short, .long], help: "Do not print the summary.")
     var quiet = false
 
@@ -40,6 +43,9 @@ struct Ingest: ParsableCommand {
         if let clockSkew, Duration.parseNanos(clockSkew) == nil {
             throw ValidationError("--clock-skew '\(clockSkew)' is not a duration like 2s or 500ms, at most 1h")
         }
+        if let credentialBaseline, credentialBaseline < 1 {
+            throw ValidationError("--credential-baseline must be at least 1")
+        }
     }
 
     func run() throws {
@@ -49,6 +55,7 @@ struct Ingest: ParsableCommand {
             if !allowEntryPoint.isEmpty {
                 try store.setAllowedEntryPoints(try store.allowedEntryPoints() + allowEntryPoint)
             }
+            if let credentialBaseline { try store.setCredentialAnomalyBaseline(credentialBaseline) }
             var rebuildAll = false
             if let clockSkew, let ns = Duration.parseNanos(clockSkew), try store.clockSkewNanos() != ns {
                 try store.setSetting("clock_skew_ns", String(ns))

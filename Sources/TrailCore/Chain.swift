@@ -25,11 +25,13 @@ public enum FindingKind: String, Sendable, Hashable, Codable, CaseIterable {
     case policyDenied = "policy-denied"
     /// A dry-run (shadow) policy would have denied a call that was allowed.
     case dryRunDenied = "dry-run-denied"
+    /// An external credential used from a client address and for a route its principal had never used before.
+    case credentialAnomaly = "credential-anomaly"
 
     /// Default severity of the kind.
     public var severity: Severity {
         switch self {
-        case .revokedCertificate, .identityMismatch, .edgeBypass: return .high
+        case .revokedCertificate, .identityMismatch, .edgeBypass, .credentialAnomaly: return .high
         case .expiredCertificate: return .high
         case .unknownCertificate, .plaintextHop, .unauthenticatedEdge: return .medium
         case .policyDenied: return .medium
@@ -49,6 +51,8 @@ public enum FindingKind: String, Sendable, Hashable, Codable, CaseIterable {
         case .unauthenticatedEdge: return "An external request without any principal reached an internal workload."
         case .policyDenied: return "An authorization policy denied the call: evidence of an attempt."
         case .dryRunDenied: return "A dry-run policy would deny a call that is currently allowed."
+        case .credentialAnomaly:
+            return "An external credential was used from a client address and for a route its principal had never used before: what a stolen credential looks like."
         }
     }
 }

@@ -24,7 +24,7 @@ public struct CorrelatorConfiguration: Sendable, Hashable {
 }
 
 /// Joins the observations of one trace into a chain of hops, judges each hop's certificate, and finds what is
-/// wrong inside the chain. Cross-chain findings (`edge-bypass`) are the store's job.
+/// wrong inside the chain. Cross-chain findings (`edge-bypass`, `credential-anomaly`) are the store's job.
 ///
 /// Deterministic: observations are put in a canonical order derived from their content alone, so the same
 /// records in any ingestion order give the same chain.

@@ -16,7 +16,7 @@ public final class IngestPipeline: @unchecked Sendable {
         public var maxQueuedRecords = 100_000
         /// Most records stored in one transaction.
         public var maxBatchRecords = 20_000
-        /// Under sustained load, the cross-chain findings (edge-bypass) are recomputed at least this often.
+        /// Under sustained load, the cross-chain findings (edge-bypass, credential-anomaly) are recomputed at least this often.
         public var crossChainInterval = 10.0
         /// Most traces correlated in one transaction. One such slice runs between any two stored batches, so
         /// correlation keeps pace with storage and senders never wait behind a long correlation pass.

@@ -103,8 +103,12 @@ public struct OCSFRenderer: ReportRenderer {
     // MARK: Authentication (3002)
 
     /// The gateway authenticated the external principal (JWT, API key, consumer credential, client certificate).
+    /// A `credential-anomaly` on the hop (the credential used from a new address for a new route) raises the
+    /// event's severity, is told in `status_detail` and sets `is_new_logon`.
     func edgeAuthentication(_ h: Hop, principal p: Principal, chain c: Chain, findings: [Finding]) -> JSONValue {
-        let severity = Self.severity(findings.filter { $0.kind == .unauthenticatedEdge })
+        let edgeKinds: Set<FindingKind> = [.unauthenticatedEdge, .credentialAnomaly]
+        let relevant = findings.filter { edgeKinds.contains($0.kind) }
+        let severity = Self.severity(relevant)
         var user: [(String, JSONValue)] = [("name", .string(p.name)), ("type_id", .int(1)), ("type", .string("User"))]
         if let cred = p.credential { user.append(("credential_uid", .string(cred))) }
         let proto: String
@@ -119,6 +123,10 @@ public struct OCSFRenderer: ReportRenderer {
         var members = Self.authenticationHeader(time: h.start, severity: severity)
         members += [
             ("status_id", .int(1)), ("status", .string("Success")),
+        ]
+        if !relevant.isEmpty { members.append(("status_detail", .string(relevant.map(\.detail).joined(separator: "; ")))) }
+        if relevant.contains(where: { $0.kind == .credentialAnomaly }) { members.append(("is_new_logon", .bool(true))) }
+        members += [
             ("message", .string("gateway authenticated \(p.name) (\(p.type.rawValue))" + (c.origin.clientIP.map { " from \($0)" } ?? ""))),
             ("metadata", Self.metadata(uid: "\(c.traceID)-\(h.index)-edge-auth", traceID: c.traceID, profiles: [])),
             ("user", .object(user)),

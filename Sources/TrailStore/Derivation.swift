@@ -22,25 +22,38 @@ extension TrailStore {
     /// Rebuilds hops, chains and in-chain findings for every trace the dirty set touches, then recomputes the
     /// cross-chain findings. Pass `all: true` to rebuild everything.
     ///
-    /// `crossChain: false` skips the cross-chain pass (edge-bypass), for callers that correlate a large dirty
+    /// `crossChain: false` skips the cross-chain pass (edge-bypass, credential-anomaly), for callers that correlate a large dirty
     /// set in several smaller transactions and run it once at the end with ``recomputeCrossChainFindings()``.
     @discardableResult
     public func correlate(_ dirty: DirtySet, all: Bool = false, crossChain: Bool = true) throws -> CorrelationCounts {
         let skew = try clockSkewNanos()
         let entryPoints = try allowedEntryPoints()
+        let baseline = try credentialAnomalyBaseline()
         return try writer.write { db in
-            try Self.correlate(dirty, all: all, skew: skew, entryPoints: entryPoints, crossChain: crossChain, db: db)
+            try Self.correlate(
+                dirty, all: all, skew: skew, entryPoints: entryPoints, credentialBaseline: baseline,
+                crossChain: crossChain, db: db)
         }
     }
 
-    /// Recomputes the findings that depend on every chain at once (edge-bypass).
+    /// Recomputes the findings that depend on every chain at once (edge-bypass, credential-anomaly).
     public func recomputeCrossChainFindings() throws {
         let entryPoints = try allowedEntryPoints()
-        _ = try writer.write { db in try Self.recomputeEdgeBypass(entryPoints: entryPoints, db: db) }
+        let baseline = try credentialAnomalyBaseline()
+        _ = try writer.write { db in
+            try Self.recomputeCrossChain(entryPoints: entryPoints, credentialBaseline: baseline, db: db)
+        }
+    }
+
+    /// Every cross-chain finding; returns how many there are.
+    static func recomputeCrossChain(entryPoints: [String], credentialBaseline: Int, db: Database) throws -> Int {
+        try recomputeEdgeBypass(entryPoints: entryPoints, db: db)
+            + recomputeCredentialAnomaly(baseline: credentialBaseline, db: db)
     }
 
     static func correlate(
-        _ dirty: DirtySet, all: Bool, skew: Int64, entryPoints: [String], crossChain: Bool = true, db: Database
+        _ dirty: DirtySet, all: Bool, skew: Int64, entryPoints: [String],
+        credentialBaseline: Int = TrailStore.defaultCredentialAnomalyBaseline, crossChain: Bool = true, db: Database
     ) throws -> CorrelationCounts {
         try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS dirty_trace(trace_id TEXT PRIMARY KEY) WITHOUT ROWID")
         try db.execute(sql: "DELETE FROM dirty_trace")
@@ -107,7 +120,9 @@ extension TrailStore {
                 """)
             try markTracesResolvedBy(db)
         }
-        if crossChain { counts.findings += try recomputeEdgeBypass(entryPoints: entryPoints, db: db) }
+        if crossChain {
+            counts.findings += try recomputeCrossChain(entryPoints: entryPoints, credentialBaseline: credentialBaseline, db: db)
+        }
         return counts
     }
 
@@ -256,6 +271,104 @@ extension TrailStore {
     }
 }
 
+extension TrailStore {
+    /// `credential-anomaly`: a gateway-entered chain whose external principal (a credential holder: not
+    /// anonymous, not a workload) already had at least `baseline` earlier gateway-entered chains, none of them
+    /// from this chain's client address and none on its route (method and path template of the edge request,
+    /// the chain's first hop). Both must be new: a new laptop on a usual route, or a usual address on a new
+    /// route, is ordinary. "Earlier" is the order (start, trace id), so the result does not depend on the order
+    /// records were ingested in. A chain with no logged client address counts towards its principal's history
+    /// but is never flagged. One finding per flagged chain, on its edge hop.
+    ///
+    /// Cost: one pass over the partial covering index `chain_gateway_principal` in (principal, start, trace)
+    /// order (the edge request's method and path are kept on the chain row for this), in memory only the
+    /// addresses and routes of one principal; the hop table is read only for the flagged chains.
+    @discardableResult
+    static func recomputeCredentialAnomaly(baseline: Int = TrailStore.defaultCredentialAnomalyBaseline, db: Database) throws -> Int {
+        try db.execute(sql: "DELETE FROM finding WHERE kind = ?", arguments: [FindingKind.credentialAnomaly.rawValue])
+        let baseline = max(1, baseline)
+        struct Flagged {
+            var trace: String
+            var principal: String
+            var detail: String
+        }
+        var flagged: [Flagged] = []
+        let scan = try RawStatement(db, credentialScanSQL)
+        var principal: String?
+        var earlier = 0
+        var addresses: [String: Int] = [:]
+        var routes = Set<String>()
+        while try scan.step() {
+            let p = scan.string(0) ?? ""
+            if p != principal {
+                principal = p
+                earlier = 0
+                addresses.removeAll(keepingCapacity: true)
+                routes.removeAll(keepingCapacity: true)
+            }
+            let ip = scan.string(1)
+            let route = Self.routeTemplate(method: scan.string(4), path: scan.string(5))
+            if earlier >= baseline, let ip, addresses[ip] == nil, !routes.contains(route) {
+                let usual = addresses.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+                    .prefix(3).map(\.key).joined(separator: ", ")
+                let detail = "\(p) used its credential from \(ip), never seen in its \(earlier) earlier requests"
+                    + (usual.isEmpty ? "" : " (usual: \(usual))") + ", for \(route), a route it never used"
+                flagged.append(Flagged(trace: scan.string(2) ?? "", principal: p, detail: detail))
+            }
+            earlier += 1
+            if let ip { addresses[ip, default: 0] += 1 }
+            routes.insert(route)
+        }
+        for f in flagged {
+            guard let hop = try Row.fetchOne(db, sql: """
+                SELECT h.start, h.serial, h.raw_ids, c.origin_credential
+                  FROM hop h JOIN chain c ON c.trace_id = h.trace_id WHERE h.trace_id = ? AND h.idx = 0
+                """, arguments: [f.trace])
+            else { continue }
+            let finding = Finding(
+                kind: .credentialAnomaly, traceID: f.trace, hopIndex: 0, principal: f.principal,
+                identity: hop["origin_credential"] ?? f.principal, serial: hop["serial"],
+                time: Timestamp(nanoseconds: hop["start"]), detail: f.detail, rawRecordIDs: [])
+            try ChainWriter.insertFinding(finding, rawIDsJSON: hop["raw_ids"], db: db)
+        }
+        return flagged.count
+    }
+
+    /// The ordered scan behind `credential-anomaly`: (principal, client address, trace, start, method, path)
+    /// of every gateway-entered chain of a credential holder, by principal then (start, trace). It reads only
+    /// the partial covering index `chain_gateway_principal`.
+    static let credentialScanSQL = """
+        SELECT c.origin_principal, c.origin_client_ip, c.trace_id, c.start, c.edge_method, c.edge_path
+          FROM chain c INDEXED BY chain_gateway_principal
+         WHERE c.via_gateway = 1 AND c.origin_type NOT IN ('anonymous', 'workload') AND c.origin_principal <> ''
+         ORDER BY c.origin_principal, c.start, c.trace_id
+        """
+
+    /// A request's route: the upper-cased method and the path template, e.g. `GET /inventory/items/{id}`. The
+    /// query string and fragment are dropped; a segment that holds a digit, is a UUID or is a long hex string
+    /// becomes `{id}`. `-` stands for a missing method or path.
+    public static func routeTemplate(method: String?, path: String?) -> String {
+        let m = method.map { $0.uppercased() }.flatMap { $0.isEmpty ? nil : $0 } ?? "-"
+        guard let path, !path.isEmpty else { return m + " -" }
+        var p = Substring(path)
+        if let cut = p.firstIndex(where: { $0 == "?" || $0 == "#" }) { p = p[..<cut] }
+        let segments = p.split(separator: "/", omittingEmptySubsequences: false).map { s -> Substring in
+            looksLikeID(s) ? "{id}" : s
+        }
+        return m + " " + segments.joined(separator: "/")
+    }
+
+    static func looksLikeID(_ s: Substring) -> Bool {
+        if s.isEmpty { return false }
+        if s.contains(where: { $0.isASCII && $0.isNumber }) { return true }
+        // UUIDs (8-4-4-4-12 hex) and long hex strings, even all-letter ones.
+        let hex = s.filter { $0 != "-" }
+        guard hex.allSatisfy({ $0.isASCII && $0.isHexDigit }) else { return false }
+        if s.contains("-") { return s.count == 36 && hex.count == 32 }
+        return hex.count >= 16
+    }
+}
+
 /// Writes one correlated chain into the derived tables.
 final class ChainWriter {
     let db: Database
@@ -272,8 +385,8 @@ final class ChainWriter {
         self.db = db
         insertChain = try RawStatement(db, """
             INSERT INTO chain(trace_id, origin_principal, origin_type, origin_client_ip, origin_credential,
-                              via_gateway, start, end, hop_count, gap_count)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              via_gateway, start, end, hop_count, gap_count, edge_method, edge_path)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         insertHop = try RawStatement(db, """
             INSERT INTO hop(trace_id, idx, parent_idx, caller, caller_spiffe, caller_service, caller_address,
@@ -321,6 +434,9 @@ final class ChainWriter {
         c.bind(chain.end.nanoseconds)
         c.bind(chain.hops.count)
         c.bind(chain.gaps.count)
+        let edge = chain.hops.first { $0.index == 0 }
+        c.bind(edge?.method)
+        c.bind(edge?.path)
         try c.execute()
         let s = insertHop
         for h in chain.hops where calleesSeen.insert(h.callee).inserted {

@@ -166,9 +166,26 @@ enum Schema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("0002_chain_edge_request") { db in
+            try db.execute(sql: """
+                -- The edge request of a chain (its first hop's method and path), for cross-chain findings that
+                -- compare a principal's requests (credential-anomaly) without probing the hop table.
+                ALTER TABLE chain ADD COLUMN edge_method TEXT;
+                ALTER TABLE chain ADD COLUMN edge_path TEXT;
+                UPDATE chain SET (edge_method, edge_path) =
+                    (SELECT method, path FROM hop WHERE hop.trace_id = chain.trace_id AND hop.idx = 0);
+                -- credential-anomaly: every principal's gateway-entered chains in (start, trace) order with what
+                -- the scan reads (via_gateway too, so that SQLite sees the index as covering): one ordered pass
+                -- over this index, no table rows.
+                CREATE INDEX chain_gateway_principal
+                    ON chain(origin_principal, start, trace_id, origin_type, origin_client_ip, edge_method, edge_path,
+                             via_gateway)
+                    WHERE via_gateway = 1;
+                """)
+        }
         return migrator
     }
 
     /// The migration identifiers in order; pinned by a test so that shipped migrations are never renamed.
-    static let migrationIDs = ["0001_initial"]
+    static let migrationIDs = ["0001_initial", "0002_chain_edge_request"]
 }

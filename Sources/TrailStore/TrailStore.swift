@@ -88,6 +88,21 @@ public final class TrailStore: Sendable {
         try setSetting("allowed_entry_points", JSONValue.from(Array(Set(ids)).sorted()).serialized())
     }
 
+    /// How many earlier gateway-entered chains a principal needs before `credential-anomaly` judges its next
+    /// ones: below it, every address and route is new and nothing is flagged.
+    public static let defaultCredentialAnomalyBaseline = 20
+
+    /// The baseline of `credential-anomaly` (at least 1), remembered in the store.
+    public func credentialAnomalyBaseline() throws -> Int {
+        try setting("credential_anomaly_baseline").flatMap { Int($0) }.map { max(1, $0) }
+            ?? Self.defaultCredentialAnomalyBaseline
+    }
+
+    /// Sets the baseline of `credential-anomaly`; takes effect at the next correlation.
+    public func setCredentialAnomalyBaseline(_ n: Int) throws {
+        try setSetting("credential_anomaly_baseline", String(max(1, n)))
+    }
+
     /// Clock-skew tolerance used when joining observations.
     public func clockSkewNanos() throws -> Int64 {
         try setting("clock_skew_ns").flatMap { Int64($0) } ?? 2_000_000_000

@@ -42,7 +42,7 @@ struct StoreTests {
         let store = try TrailStore(path: ":memory:")
         let applied = try store.read { db in try Schema.migrator.appliedIdentifiers(db) }
         #expect(applied == Set(Schema.migrationIDs))
-        #expect(Schema.migrationIDs == ["0001_initial"])
+        #expect(Schema.migrationIDs == ["0001_initial", "0002_chain_edge_request"])
     }
 
     @Test func reingestingTheSameRecordsAddsNothing() throws {
