@@ -128,7 +128,7 @@ struct Demo: AsyncParsableCommand {
     }
 
     static func temporaryDirectory() throws -> String {
-        var template = Array((NSTemporaryDirectory() + "/trail-demo-XXXXXX").utf8CString)
+        var template = Array(((NSTemporaryDirectory() as NSString).appendingPathComponent("trail-demo-XXXXXX")).utf8CString)
         guard let made = mkdtemp(&template) else { throw CLIError("cannot create a temporary directory: \(String(cString: strerror(errno)))") }
         return String(cString: made)
     }

@@ -321,13 +321,14 @@ extension TrailStore {
         }
         for f in flagged {
             guard let hop = try Row.fetchOne(db, sql: """
-                SELECT h.start, h.serial, h.raw_ids, c.origin_credential
+                SELECT h.start, h.raw_ids, c.origin_credential
                   FROM hop h JOIN chain c ON c.trace_id = h.trace_id WHERE h.trace_id = ? AND h.idx = 0
                 """, arguments: [f.trace])
             else { continue }
             let finding = Finding(
                 kind: .credentialAnomaly, traceID: f.trace, hopIndex: 0, principal: f.principal,
-                identity: hop["origin_credential"] ?? f.principal, serial: hop["serial"],
+                // No serial: the edge hop's certificate is the gateway's own, not the credential that was misused.
+                identity: hop["origin_credential"] ?? f.principal, serial: nil,
                 time: Timestamp(nanoseconds: hop["start"]), detail: f.detail, rawRecordIDs: [])
             try ChainWriter.insertFinding(finding, rawIDsJSON: hop["raw_ids"], db: db)
         }
