@@ -99,12 +99,10 @@ public final class TrafficGenerator: @unchecked Sendable {
         var nextPartner = 0.5, nextScheduler = 1.0, nextReport = 5.0
         var played = Set<Int>()
         var revokedAt: Double?
-        var tick = 0
         while !Task.isCancelled {
             let t = Date().timeIntervalSince(start)
             if t >= duration { break }
             // Ordinary traffic through the gateway.
-            tick += 1
             let r = Double.random(in: 0..<1)
             if r < 0.6 {
                 let user = Int.random(in: 0..<Estate.users.count)
