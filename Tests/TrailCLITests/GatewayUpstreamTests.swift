@@ -284,7 +284,7 @@ struct GatewayUpstreamTests {
             #expect(chain?["origin"]?["via_gateway"]?.bool == true, "\(out)")
             let observed = hops.first?["observed_by"]?.array?.compactMap(\.string) ?? []
             #expect(observed == ["gateway"], "\(out)")
-            #expect((hops.first?["observation_ids"]?.array ?? []).count == 2, "\(out)")
+            #expect((hops.first?["evidence"]?.array ?? []).count == 2, "\(out)")  // the Kong line and the span
         }
     }
 
