@@ -170,13 +170,25 @@ public struct Correlator: Sendable {
     }
 
     /// The same request as a proxy reported it twice, in two formats (its access-log line and its own span):
-    /// same kind, same wire parent, same request line, status and identities, started within 2 ms.
+    /// same kind, same wire parent, same request line, status and identities, started within 2 ms. The gateway's
+    /// Kong line and its span are twins the same way; a trace that starts at the gateway has no wire parent, so
+    /// there the request id must be the same instead.
     private func proxyTwinTarget(of i: Int, _ observations: [StoredObservation], _ assemblies: [Assembly]) -> Int? {
         let o = observations[i].observation
-        guard o.kind == .inbound || o.kind == .outbound, let parent = o.parentSpanID else { return nil }
+        let parent: String?
+        switch o.kind {
+        case .inbound, .outbound:
+            guard let p = o.parentSpanID else { return nil }
+            parent = p
+        case .gateway:
+            guard o.requestID != nil else { return nil }
+            parent = o.parentSpanID
+        default: return nil
+        }
         for (h, a) in assemblies.enumerated() {
             guard let j = a.slots[o.kind] else { continue }
             let t = observations[j].observation
+            if o.kind == .gateway, t.requestID != o.requestID { continue }
             let (gap, overflow) = t.start.nanoseconds.subtractingReportingOverflow(o.start.nanoseconds)
             if t.format != o.format, t.parentSpanID == parent, t.method == o.method, t.path == o.path, t.status == o.status,
                 identity(t.caller) == identity(o.caller), identity(t.callee) == identity(o.callee),

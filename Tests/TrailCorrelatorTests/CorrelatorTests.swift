@@ -348,3 +348,39 @@ extension Chain {
         return c
     }
 }
+
+/// Trail's gateway writes each request twice, as a Kong line and as an OTLP span read as the same gateway
+/// observation: the two are one edge hop, whether the trace came from the caller or started at the gateway.
+@Suite struct GatewayTwinTests {
+    static func twin(_ line: Observation, spanStartOffsetNanos: Int64 = 400_000) -> Observation {
+        var span = line
+        span.format = "otlp-json"
+        span.start = line.start.adding(nanoseconds: spanStartOffsetNanos)
+        span.route = "payments"
+        return span
+    }
+
+    @Test(arguments: [nil, "00f067aa0ba902b7"])
+    func kongLineAndSpanAreOneEdgeHop(_ wire: String?) {
+        let alice = Principal(name: "alice", type: .apiKey, credential: "0572c17e")
+        let line = Scenario.gateway(0, principal: alice, ip: "203.0.113.9", to: "payments", path: "/pay", wire: wire)
+        let inbound = Scenario.inbound(3, from: "gateway", to: "payments", path: "/pay", serial: "1007", wire: "aaaaaaaaaaaaaaaa")
+        for order in [[line, Self.twin(line), inbound], [Self.twin(line), inbound, line]] {
+            // One hop: the gateway's line, its span and the callee sidecar's inbound line of the same call.
+            let chain = Scenario.correlate(order)
+            #expect(chain.hops.count == 1, "\(chain.hops)")
+            #expect(chain.hops.first?.observedBy == [.gateway, .inbound] || chain.hops.first?.observedBy == [.inbound, .gateway])
+            #expect(chain.origin.principal == "alice" && chain.origin.viaGateway)
+            #expect(chain.hops.first?.observationIDs.count == 3)
+        }
+    }
+
+    @Test func twoRequestsWithDifferentIDsStayTwoHops() {
+        let line = Scenario.gateway(0, principal: nil, ip: "203.0.113.9", to: "payments", path: "/pay")
+        var other = Self.twin(line)
+        other.requestID = "req-other"
+        #expect(Scenario.correlate([line, other]).hops.count == 2)
+        // A span more than 2 ms apart is not the line's twin.
+        #expect(Scenario.correlate([line, Self.twin(line, spanStartOffsetNanos: 5_000_000)]).hops.count == 2)
+    }
+}

@@ -32,7 +32,7 @@ import TrailMesh
             r.upstream = .init(
                 serviceName: "payments-v2", host: "payments.default.svc", port: 8443,
                 uri: "/payments/refund?apikey=alice-key&order=7",
-                tries: [(ip: "10.0.0.7", port: 8443, startedAtMillis: 1_800_000_000_124, latencyMillis: 0)])
+                tries: [KongLogRecord.Try(ip: "10.0.0.7", port: 8443, startedAtMillis: 1_800_000_000_124, latencyMillis: 0)])
             r.proxyLatencyMillis = 10
         }
         return r

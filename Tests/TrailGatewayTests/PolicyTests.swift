@@ -38,12 +38,18 @@ import Testing
         for i in 0..<3 {
             let d = limiter.check(limits, now: t0 + Double(i))
             #expect(d.allowed)
-            #expect(Self.headers(d) == ["RateLimit-Limit": "3", "RateLimit-Remaining": String(2 - i), "RateLimit-Reset": String(60 - i)])
+            #expect(Self.headers(d) == [
+                "RateLimit-Limit": "3", "RateLimit-Remaining": String(2 - i), "RateLimit-Reset": String(60 - i),
+                "X-RateLimit-Limit-Minute": "3", "X-RateLimit-Remaining-Minute": String(2 - i),
+            ])
         }
         let refused = limiter.check(limits, now: t0 + 15.5)
         #expect(!refused.allowed)
         #expect(refused.headers.first?.name == "Retry-After")
-        #expect(Self.headers(refused) == ["Retry-After": "45", "RateLimit-Limit": "3", "RateLimit-Remaining": "0", "RateLimit-Reset": "45"])
+        #expect(Self.headers(refused) == [
+            "Retry-After": "45", "RateLimit-Limit": "3", "RateLimit-Remaining": "0", "RateLimit-Reset": "45",
+            "X-RateLimit-Limit-Minute": "3", "X-RateLimit-Remaining-Minute": "0",
+        ])
         // The next window starts fresh.
         let next = limiter.check(limits, now: t0 + 60)
         #expect(next.allowed)
@@ -65,6 +71,18 @@ import Testing
         let other = limiter.check([bob, route], now: t0 + 0.9)
         #expect(other.allowed)
         #expect(Self.headers(limiter.check([route], now: t0 + 1))["RateLimit-Remaining"] == "96")
+    }
+
+    @Test func kongPeriodHeadersOnlyForKongPeriods() {
+        var limiter = RateLimiter()
+        let perSecond = RateLimiter.Limit(key: "a", rule: RateLimitRule(limit: 5, windowSeconds: 1))
+        let perHour = RateLimiter.Limit(key: "b", rule: RateLimitRule(limit: 50, windowSeconds: 3600))
+        let odd = RateLimiter.Limit(key: "c", rule: RateLimitRule(limit: 9, windowSeconds: 30))
+        let h = Self.headers(limiter.check([perSecond, perHour, odd], now: 1_800_000_000))
+        #expect(h["X-RateLimit-Limit-Second"] == "5" && h["X-RateLimit-Remaining-Second"] == "4")
+        #expect(h["X-RateLimit-Limit-Hour"] == "50" && h["X-RateLimit-Remaining-Hour"] == "49")
+        #expect(h.keys.filter { $0.hasPrefix("X-RateLimit") }.count == 4)
+        #expect(h["RateLimit-Limit"] == "5")
     }
 
     @Test func limitsForARoute() throws {

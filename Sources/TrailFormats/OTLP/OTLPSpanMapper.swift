@@ -73,8 +73,12 @@ enum OTLPSpanMapper {
         // Envoy's spans, which start a span of their own on the wire, stay server and client spans.
         let proxy = span.attributes.contains { $0.key == "component" && $0.value == .string("proxy") }
             && span.attributes.contains { $0.key == "trail.direction" }
+        // Trail's gateway writes a server span (`component: gateway`) per request that says what its Kong log
+        // line says: it maps to the same gateway observation, and the correlator joins the two as twins.
+        let gateway = span.kind == 2 && span.attributes.contains { $0.key == "component" && $0.value == .string("gateway") }
         let kind: ObservationKind
         switch span.kind {
+        case 2 where gateway: kind = .gateway
         case 2: kind = proxy ? .inbound : .serverSpan
         case 3: kind = proxy ? .outbound : .clientSpan
         default: return .success(nil)
@@ -131,12 +135,14 @@ enum OTLPSpanMapper {
         }
 
         switch kind {
+        case .gateway:
+            mapGateway(&obs, attributes: a)
         case .serverSpan, .inbound:
             mapServer(&obs, attributes: a, service: service)
         default:
             mapClient(&obs, attributes: a, service: service)
         }
-        if proxy {
+        if proxy || gateway {
             // The span is the proxy's; the request's wire ids are its parent's, as an access-log line records them.
             obs.spanID = nil
             obs.transport = a.string("trail.transport").flatMap(Transport.init(rawValue:)) ?? obs.transport
@@ -185,6 +191,33 @@ enum OTLPSpanMapper {
         if let name = a.string("enduser.id", "user.id") {
             let type = a.string("trail.principal.type").flatMap(PrincipalType.init(rawValue:)) ?? .consumer
             obs.principal = Principal(name: name, type: type)
+        }
+    }
+
+    /// Trail's gateway span, read as its Kong log line is (``KongLogParser``): the external client, the consumer
+    /// (`enduser.id`, `trail.principal.type`, credential `authenticated_entity.id`), the route and the upstream
+    /// service and address the request went to.
+    static func mapGateway(_ obs: inout Observation, attributes a: OTLPAttributes) {
+        mapServer(&obs, attributes: a, service: nil)
+        if let name = obs.principal?.name {
+            let type = obs.principal?.type ?? .consumer
+            obs.principal = Principal(name: name, type: type, credential: type == .anonymous ? nil : a.string("authenticated_entity.id"))
+        } else {
+            obs.principal = Principal(name: "anonymous", type: .anonymous)
+        }
+        obs.callee.service = a.string("kong.service.name")
+        if let upstream = a.string("upstream_address") {
+            obs.callee.address = OTLPAddress.stripPort(upstream)
+            if let port = OTLPAddress.port(upstream), (0...65535).contains(port) { obs.callee.port = Int(port) }
+        }
+        obs.route = a.string("kong.route.name", "http.route")
+        obs.operation = nil
+        if obs.transport == nil {
+            switch a.string("url.scheme")?.lowercased() {
+            case "http"?: obs.transport = .plaintext
+            case "https"?: obs.transport = .tls
+            default: break
+            }
         }
     }
 

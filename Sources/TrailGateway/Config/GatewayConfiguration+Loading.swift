@@ -19,14 +19,23 @@ extension GatewayConfiguration {
         guard documents.count == 1, let root = documents.first else {
             throw ConfigError("\(file): expected exactly one YAML document, found \(documents.count)")
         }
-        let top = try root.mapping(allowed: ["key_auth", "jwt", "consumers", "routes", "listen", "tls", "mesh", "telemetry", "trace"])
+        let top = try root.mapping(allowed: [
+            "key_auth", "jwt", "consumers", "routes", "listen", "tls", "mesh", "telemetry", "trace", "credentials_file",
+        ])
         let keyAuth = try top["key_auth"].map(parseKeyAuth) ?? KeyAuthSettings()
         let jwt = try top["jwt"].map(parseJWT) ?? JWTSettings()
-        let consumers = try top["consumers"]?.list().map(parseConsumer) ?? []
+        var consumers = try top["consumers"]?.list().map(parseConsumer) ?? []
+        var credentialsFile: String?
+        if let node = top["credentials_file"] {
+            let path = try node.filePath()
+            credentialsFile = path
+            try loadCredentials(file: path, from: node, into: &consumers)
+        }
         guard let routesNode = top["routes"] else { throw root.fail("missing key 'routes' (a list of routes)") }
         let routes = try routesNode.list().map(parseRoute)
         guard !routes.isEmpty else { throw routesNode.fail("at least one route is needed") }
         var configuration = GatewayConfiguration(keyAuth: keyAuth, jwt: jwt, consumers: consumers, routes: routes)
+        configuration.credentialsFile = credentialsFile
         configuration.server = try parseServer(top)
         if configuration.server.mesh == nil,
             let node = top["routes"], routes.contains(where: { $0.rules.contains { $0.backendRefs.contains { $0.spiffeID != nil } } })
@@ -100,6 +109,40 @@ extension GatewayConfiguration {
             groups: try m["groups"]?.strings() ?? [], keySHA256: [], jwtSubjects: [], certificates: [],
             rateLimit: try m["rate_limit"].map(parseRateLimit))
         guard let credentials = m["credentials"] else { return consumer }
+        try parseCredentials(credentials, into: &consumer)
+        return consumer
+    }
+
+    /// The credentials file: `consumers` maps usernames of consumers defined in the main file to their
+    /// `credentials` (the same keys as `consumers[].credentials`), which are added to theirs. It holds material that
+    /// identifies callers (key digests, certificate names), so it must not be readable by group or others.
+    static func loadCredentials(file path: String, from reference: ConfigNode, into consumers: inout [Consumer]) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw reference.fail("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        let mode = info.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            throw reference.fail(
+                "\(path) is readable or writable by group or others (mode \(String(mode, radix: 8))); "
+                    + "run chmod 600 \(path)")
+        }
+        let documents = try ConfigNode.documents(file: path)
+        guard documents.count == 1, let root = documents.first else {
+            throw ConfigError("\(path): expected exactly one YAML document, found \(documents.count)")
+        }
+        let top = try root.mapping(allowed: ["consumers"])
+        guard let list = top["consumers"] else { throw root.fail("missing key 'consumers' (credentials by username)") }
+        for (username, node) in try list.members() {
+            guard let index = consumers.firstIndex(where: { $0.username == username }) else {
+                let known = consumers.map(\.username).sorted().joined(separator: ", ")
+                throw node.fail("no consumer '\(username)' in the configuration; known: \(known)")
+            }
+            try parseCredentials(node, into: &consumers[index])
+        }
+    }
+
+    private static func parseCredentials(_ credentials: ConfigNode, into consumer: inout Consumer) throws {
         let c = try credentials.mapping(allowed: ["key-auth", "jwt", "mtls"])
         for item in try c["key-auth"]?.list() ?? [] {
             let k = try item.mapping(allowed: ["key_sha256"])
@@ -127,7 +170,6 @@ extension GatewayConfiguration {
             default: throw item.fail("give exactly one of spiffe_id or subject")
             }
         }
-        return consumer
     }
 
     private static func parseRoute(_ node: ConfigNode) throws -> Route {
@@ -276,8 +318,9 @@ extension GatewayConfiguration {
                 certificate: try required(svid, "cert", in: svidNode).filePath(), key: try required(svid, "key", in: svidNode).filePath())
         }
         if let node = top["telemetry"] {
-            let t = try node.mapping(allowed: ["access_log", "ingest", "token_file", "ca", "buffer_dir"])
+            let t = try node.mapping(allowed: ["access_log", "ingest", "token_file", "ca", "buffer_dir", "spans_file"])
             settings.telemetry.accessLog = try t["access_log"]?.filePath()
+            settings.telemetry.spansFile = try t["spans_file"]?.filePath()
             if let ingest = t["ingest"] {
                 let url = try ingest.string()
                 guard url.hasPrefix("https://") || url.hasPrefix("http://") else { throw ingest.fail("expected the URL of trail serve") }

@@ -11,6 +11,8 @@ package struct GatewayConfiguration: Sendable {
     package var routes: [Route]
     /// Where `trail gateway` listens, edge TLS, its own SVID and telemetry; all optional for the library.
     package var server = GatewayServerSettings()
+    /// The separate credentials file the consumers' credentials were (partly) read from, if any.
+    package var credentialsFile: String?
 
     package func consumer(named username: String) -> Consumer? { consumers.first { $0.username == username } }
 }
@@ -178,6 +180,8 @@ package struct GatewayTelemetry: Sendable, Equatable {
     package var ingestTokenFile: String?
     package var ingestCA: String?
     package var bufferDirectory: String?
+    /// OTLP/JSON spans (one export request per line), besides `/v1/traces` of `ingest`.
+    package var spansFile: String?
 }
 
 /// Gateway API `timeouts`, in seconds.

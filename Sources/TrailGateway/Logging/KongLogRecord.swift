@@ -20,12 +20,12 @@ package struct KongLogRecord: Sendable {
         package var protocolName: String
         /// The URI sent upstream, with query.
         package var uri: String
-        /// One entry per attempt: address, port, start (ms epoch), latency (ms).
-        package var tries: [(ip: String, port: Int, startedAtMillis: Int64, latencyMillis: Int)]
+        /// One entry per attempt, as Kong's balancer records them.
+        package var tries: [Try]
 
         package init(
             serviceName: String, host: String, port: Int, protocolName: String = "https", uri: String,
-            tries: [(ip: String, port: Int, startedAtMillis: Int64, latencyMillis: Int)] = []
+            tries: [Try] = []
         ) {
             self.serviceName = serviceName
             self.host = host
@@ -33,6 +33,27 @@ package struct KongLogRecord: Sendable {
             self.protocolName = protocolName
             self.uri = uri
             self.tries = tries
+        }
+    }
+
+    /// One balancer try (`tries[]`): `balancer_start` (ms epoch), `ip`, `port`, `balancer_latency` (ms, here the
+    /// time to get a connection); a failed try also has `state` (`failed` for a connection error, reset or
+    /// timeout, `next` for a retryable status) and `code` (the status nginx records: 502, 503, 504).
+    package struct Try: Sendable, Equatable {
+        package var ip: String
+        package var port: Int
+        package var startedAtMillis: Int64
+        package var latencyMillis: Int
+        package var state: String?
+        package var code: Int?
+
+        package init(ip: String, port: Int, startedAtMillis: Int64, latencyMillis: Int, state: String? = nil, code: Int? = nil) {
+            self.ip = ip
+            self.port = port
+            self.startedAtMillis = startedAtMillis
+            self.latencyMillis = latencyMillis
+            self.state = state
+            self.code = code
         }
     }
 
@@ -118,6 +139,10 @@ package struct KongLogRecord: Sendable {
     package var requestLatencyMillis: Int
     package var gatewayLatencyMillis: Int
     package var proxyLatencyMillis: Int = -1
+    /// nginx's `$upstream_status`: each try's status, `, `-separated (`"503, 200"`); nil without an upstream.
+    package var upstreamStatus: String?
+    /// `source` when set (`kong` for replies the gateway made after trying the upstream, e.g. a 504).
+    package var source: String?
     /// Header and query names that carry API keys (lowercase), besides `apikey`.
     package var credentialNames: [String] = []
     /// The connection's client certificate, when one was presented (edge mTLS).
@@ -191,11 +216,15 @@ package struct KongLogRecord: Sendable {
             ])))
             root.append(("upstream_uri", .string(redactQuery(upstream.uri, secrets))))
             root.append(("tries", .array(upstream.tries.map { t in
-                .object([
+                var members: [(String, JSONValue)] = [
                     ("balancer_start", .int(t.startedAtMillis)), ("ip", .string(t.ip)), ("port", .int(Int64(t.port))),
                     ("balancer_latency", .int(Int64(t.latencyMillis))),
-                ])
+                ]
+                if let state = t.state { members.append(("state", .string(state))) }
+                if let code = t.code { members.append(("code", .int(Int64(code)))) }
+                return .object(members)
             })))
+            if let upstreamStatus { root.append(("upstream_status", .string(upstreamStatus))) }
         }
         if let caller, caller.kind != .anonymous {
             let consumerID = self.consumerID ?? caller.consumer
@@ -215,7 +244,7 @@ package struct KongLogRecord: Sendable {
                 ("request", .int(Int64(requestLatencyMillis))), ("kong", .int(Int64(gatewayLatencyMillis))),
                 ("proxy", .int(Int64(proxyLatencyMillis))),
             ])),
-            ("source", .string(upstream == nil || proxyLatencyMillis < 0 ? "kong" : "upstream")),
+            ("source", .string(source ?? (upstream == nil || proxyLatencyMillis < 0 ? "kong" : "upstream"))),
         ]
         if let traceID { root.append(("trace_id", .object([("w3c", .string(traceID))]))) }
         return .object(root)

@@ -17,7 +17,8 @@ package struct RateLimiter: Sendable {
     package struct Decision: Sendable, Equatable {
         package var allowed: Bool
         /// The most restrictive limit's `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and, when
-        /// refused, `Retry-After` (seconds until its window ends).
+        /// refused, `Retry-After` (seconds until its window ends); then, for limits whose window is a Kong period
+        /// (1s, 1m, 1h, 1d), Kong's `X-RateLimit-Limit-<Period>` and `X-RateLimit-Remaining-<Period>`.
         package var headers: [(name: String, value: String)]
 
         package static func == (a: Decision, b: Decision) -> Bool {
@@ -31,6 +32,9 @@ package struct RateLimiter: Sendable {
     }
 
     private var windows: [String: Window] = [:]
+
+    /// Kong rate-limiting's periods that a window can equal (months and years have no fixed length).
+    static let kongPeriods: [(seconds: Int, name: String)] = [(1, "Second"), (60, "Minute"), (3600, "Hour"), (86400, "Day")]
 
     package init() {}
 
@@ -61,6 +65,15 @@ package struct RateLimiter: Sendable {
             (name: "RateLimit-Remaining", value: String(report.remaining)),
             (name: "RateLimit-Reset", value: String(report.reset)),
         ]
+        // Kong's per-period names for limits whose window is one of its periods (the tightest limit per period).
+        for (seconds, period) in Self.kongPeriods {
+            let same = states.filter { $0.limit.rule.windowSeconds == seconds }.map { s in
+                (limit: s.limit.rule.limit, remaining: max(0, s.limit.rule.limit - (allowed ? s.used + 1 : s.used)))
+            }
+            guard let tightest = same.min(by: { $0.remaining < $1.remaining }) else { continue }
+            headers.append((name: "X-RateLimit-Limit-\(period)", value: String(tightest.limit)))
+            headers.append((name: "X-RateLimit-Remaining-\(period)", value: String(tightest.remaining)))
+        }
         if !allowed {
             let blocking = states.filter { $0.used >= $0.limit.rule.limit }
                 .map { $0.start + Int64($0.limit.rule.windowSeconds) - second }.max() ?? report.reset

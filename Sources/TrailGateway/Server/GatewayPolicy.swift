@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOHTTP1
 import Synchronization
 import TrailCore
@@ -18,6 +19,11 @@ struct GatewayRequestFacts: Sendable {
     var credentialKind: CredentialKind?
     var refusalReason: String?
     var backend: BackendRef?
+    /// The backend of each try, in order (the first is `backend`); the last is reused for further tries.
+    var backends: [BackendRef] = []
+    var timeouts = RouteTimeouts()
+    /// The caller's span (the gateway span's parent), nil when the trace starts here.
+    var parentSpanID: String?
     var upstreamURI: String?
     var edgeMillis: Int
     /// The partner's client certificate (edge mTLS) and its judgement at the time of the request.
@@ -32,6 +38,7 @@ package final class GatewayPolicy: ProxyPolicy {
     let configuration: GatewayConfiguration
     private let evaluator: Mutex<RequestEvaluator>
     let sink: KongLogSink
+    let spans: GatewaySpanSink?
     let scheme: String
     let listenPort: Int
     /// Headers a caller must not set: the gateway's own statements about the caller.
@@ -40,10 +47,11 @@ package final class GatewayPolicy: ProxyPolicy {
         "x-consumer-groups", "x-authenticated-groups", "x-forwarded-client-cert",
     ]
 
-    package init(configuration: GatewayConfiguration, sink: KongLogSink, scheme: String, listenPort: Int) {
+    package init(configuration: GatewayConfiguration, sink: KongLogSink, spans: GatewaySpanSink? = nil, scheme: String, listenPort: Int) {
         self.configuration = configuration
         self.evaluator = Mutex(RequestEvaluator(configuration: configuration))
         self.sink = sink
+        self.spans = spans
         self.scheme = scheme
         self.listenPort = listenPort
     }
@@ -72,7 +80,8 @@ package final class GatewayPolicy: ProxyPolicy {
         let requestID = head.headers.first(name: "x-request-id") ?? record.requestID ?? ""
         var facts = GatewayRequestFacts(
             method: head.method.rawValue, target: head.uri, host: authority.isEmpty ? host : authority, requestHeaders: headers,
-            requestID: requestID, traceID: trace.traceID, edgeMillis: 0, clientCertificate: clientCertificate)
+            requestID: requestID, traceID: trace.traceID, parentSpanID: trace.parentSpanID, edgeMillis: 0,
+            clientCertificate: clientCertificate)
         defer {
             facts.edgeMillis = Int((MeshAccessRecord.nowNanos() - started) / 1_000_000)
             record.policyContext = facts
@@ -87,9 +96,9 @@ package final class GatewayPolicy: ProxyPolicy {
             record.refusal = response.reason
             record.responseFlags = "-"
             record.responseCodeDetails = "gateway_refused"
-            let body = JSONValue.object([("message", .string(response.reason)), ("request_id", .string(requestID))]).serialized()
+            let (body, replyHeaders) = Self.errorReply(message: response.reason, requestID: requestID)
             var extra = response.headers.map { ($0.name, $0.value) }
-            extra.append(("x-request-id", requestID))
+            extra += replyHeaders
             return .refuseWithHeaders(status: HTTPResponseStatus(statusCode: response.status), body: body, headers: extra)
         case .forward(let forward):
             let backend = forward.selection.backend
@@ -97,6 +106,9 @@ package final class GatewayPolicy: ProxyPolicy {
             facts.caller = forward.caller
             facts.credentialKind = forward.caller.kind
             facts.backend = backend
+            let rule = forward.selection.rule
+            facts.backends = Self.tryOrder(rule.backendRefs, first: backend, retries: rule.retryAttempts)
+            facts.timeouts = rule.timeouts
             // Credentials and the caller's claims about itself stay at the edge.
             let keyNames = Set(configuration.keyAuth.keyNames + ["apikey"])
             for name in ["authorization", "proxy-authorization"] + Array(keyNames) + Array(Self.internalHeaders) {
@@ -131,7 +143,48 @@ package final class GatewayPolicy: ProxyPolicy {
             head.headers.replaceOrAdd(name: "x-forwarded-proto", value: scheme)
             if !authority.isEmpty { head.headers.replaceOrAdd(name: "x-forwarded-host", value: authority) }
             record.upstreamCluster = backend.name
-            return .forward(UpstreamTarget(host: backend.host, port: backend.port, expectedSPIFFEID: backend.spiffeID))
+            let plan = ForwardPlan(
+                targets: facts.backends.map { UpstreamTarget(host: $0.host, port: $0.port, expectedSPIFFEID: $0.spiffeID) },
+                retries: rule.retryAttempts, idempotent: ForwardPlan.idempotentMethods.contains(head.method.rawValue),
+                requestTimeout: rule.timeouts.request.map(Self.timeAmount), tryTimeout: rule.timeouts.backendRequest.map(Self.timeAmount),
+                responseHeaders: forward.headers.map { ($0.name, $0.value) } + [("x-kong-request-id", requestID)],
+                localReply: { _, message in Self.errorReply(message: message, requestID: requestID) })
+            return .forwardPlan(plan)
+        }
+    }
+
+    /// The gateway's JSON error body `{"message": …, "request_id": …}` and its headers.
+    static func errorReply(message: String, requestID: String) -> (body: String, headers: [(String, String)]) {
+        let body = JSONValue.object([("message", .string(message)), ("request_id", .string(requestID))]).serialized()
+        return (body, [("content-type", "application/json; charset=utf-8"), ("x-request-id", requestID), ("x-kong-request-id", requestID)])
+    }
+
+    static func timeAmount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64((seconds * 1e9).rounded())) }
+
+    /// The backends of a request's tries: the chosen one first, then for each retry the next backendRef of the rule
+    /// with a non-zero weight (in list order, wrapping around); with a single backend every try goes to it.
+    package static func tryOrder(_ backends: [BackendRef], first: BackendRef, retries: Int) -> [BackendRef] {
+        var order = [first]
+        guard retries > 0 else { return order }
+        let usable = backends.filter { $0.weight > 0 }
+        guard usable.count > 1, let start = usable.firstIndex(of: first) else {
+            return order + Array(repeating: first, count: retries)
+        }
+        for i in 1...retries { order.append(usable[(start + i) % usable.count]) }
+        return order
+    }
+
+    /// The refusal reason for a timeout, with the configured duration.
+    static func timeoutReason(_ reason: String, _ timeouts: RouteTimeouts, tries: Int) -> String {
+        func text(_ s: Double?) -> String {
+            guard let s else { return "" }
+            return s < 1 || s != s.rounded() ? " \(Int((s * 1000).rounded()))ms" : " \(Int(s))s"
+        }
+        switch reason {
+        case "request timeout": return "request timeout\(text(timeouts.request)) (\(tries) \(tries == 1 ? "try" : "tries"))"
+        case "backendRequest timeout":
+            return "backendRequest timeout\(text(timeouts.backendRequest)) (\(tries) \(tries == 1 ? "try" : "tries"))"
+        default: return reason
         }
     }
 
@@ -148,23 +201,66 @@ package final class GatewayPolicy: ProxyPolicy {
         log.routeName = facts.routeName
         log.caller = facts.caller
         log.credentialKind = facts.credentialKind
-        log.refusalReason = facts.refusalReason ?? record.refusal
+        var refusal = facts.refusalReason ?? record.refusal
+        if facts.refusalReason == nil, let r = refusal, record.responseFlags == "UT" {
+            refusal = Self.timeoutReason(r, facts.timeouts, tries: record.tries.count)
+        }
+        log.refusalReason = refusal
         log.credentialNames = configuration.keyAuth.keyNames
         log.clientCertificate = facts.clientCertificate
         if let caller = facts.caller, let consumer = configuration.consumer(named: caller.consumer) {
             log.consumerID = consumer.id
             log.consumerCustomID = consumer.customID
         }
-        if let backend = facts.backend {
-            var tries: [(ip: String, port: Int, startedAtMillis: Int64, latencyMillis: Int)] = []
-            let address = record.upstreamHost.flatMap(HostPort.parse)
-            tries.append((address?.host ?? backend.host, address?.port ?? backend.port, record.startNanos / 1_000_000, 0))
+        var answering = facts.backend
+        if let first = facts.backend {
+            var tries: [KongLogRecord.Try] = record.tries.map { t in
+                let failed = t.failure != nil
+                return KongLogRecord.Try(
+                    ip: t.host, port: t.port, startedAtMillis: t.startNanos / 1_000_000,
+                    latencyMillis: Int(t.connectNanos / 1_000_000),
+                    state: failed ? (t.failure == "status" ? "next" : "failed") : nil, code: failed ? t.status : nil)
+            }
+            if tries.isEmpty {
+                let address = record.upstreamHost.flatMap(HostPort.parse)
+                tries.append(KongLogRecord.Try(
+                    ip: address?.host ?? first.host, port: address?.port ?? first.port, startedAtMillis: record.startNanos / 1_000_000,
+                    latencyMillis: 0))
+            }
+            if !record.tries.isEmpty, !facts.backends.isEmpty {
+                answering = facts.backends[min(record.tries.count - 1, facts.backends.count - 1)]
+            }
+            let backend = answering ?? first
             log.upstream = KongLogRecord.Upstream(
                 serviceName: backend.name, host: backend.host, port: backend.port,
                 protocolName: backend.spiffeID == nil ? "http" : "https", uri: facts.upstreamURI ?? facts.target, tries: tries)
+            let statuses = record.tries.compactMap { $0.status.map(String.init) }
+            if !statuses.isEmpty { log.upstreamStatus = statuses.joined(separator: ", ") }
             if record.refusal == nil { log.proxyLatencyMillis = max(0, durationMillis - facts.edgeMillis) }
         }
         sink.record(log)
+
+        guard let spans else { return }
+        var span = GatewaySpan(
+            traceID: facts.traceID, spanID: record.spanID, parentSpanID: facts.parentSpanID, startNanos: record.startNanos,
+            endNanos: record.startNanos + record.durationNanos, method: facts.method, target: facts.target, scheme: scheme,
+            status: record.status, requestID: facts.requestID)
+        span.host = facts.host.isEmpty ? nil : facts.host
+        span.routeName = facts.routeName
+        span.serviceName = log.upstream?.serviceName
+        span.clientAddress = log.clientIP == "-" ? nil : log.clientIP
+        span.userAgent = record.userAgent
+        if let caller = facts.caller, caller.kind != .anonymous {
+            span.consumer = caller.consumer
+            span.consumerID = log.consumerID ?? caller.consumer
+            span.consumerCustomID = log.consumerCustomID
+            span.credentialID = caller.credentialID
+        }
+        span.credentialKind = facts.credentialKind ?? facts.caller?.kind
+        if let last = log.upstream?.tries.last { span.upstreamAddress = "\(last.ip):\(last.port)" }
+        span.refusalReason = refusal
+        span.tries = record.tries.count
+        spans.record(span)
     }
 
     static func hostName(_ authority: String) -> String {
@@ -183,6 +279,51 @@ package final class GatewayPolicy: ProxyPolicy {
     static func queryPairs(_ target: String) -> [String] {
         guard let q = target.firstIndex(of: "?") else { return [] }
         return target[target.index(after: q)...].split(separator: "&").map(String.init)
+    }
+}
+
+/// Where the gateway's spans go: an NDJSON file of OTLP/JSON export requests (`telemetry.spans_file`, one request
+/// with one span per line) and, optionally, `trail serve`'s `/v1/traces` through a disk-buffered outbox that sends
+/// them in batches, as the sidecar's spans go.
+package final class GatewaySpanSink: Sendable {
+    private let file: Mutex<Int32>
+    let outbox: Outbox?
+    let serviceName: String
+    let spiffeID: String?
+
+    package init(path: String?, outbox: Outbox?, serviceName: String, spiffeID: String?, file configFile: String) throws {
+        var fd: Int32 = -1
+        if let path {
+            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+            guard fd >= 0 else {
+                throw ConfigError("\(configFile): telemetry.spans_file: cannot open \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        self.file = Mutex(fd)
+        self.outbox = outbox
+        self.serviceName = serviceName
+        self.spiffeID = spiffeID
+    }
+
+    func record(_ span: GatewaySpan) {
+        let json = span.json.serialized()
+        file.withLock { fd in
+            guard fd >= 0 else { return }
+            let line = GatewaySpan.exportRequest(spans: [json], serviceName: serviceName, spiffeID: spiffeID) + "\n"
+            let bytes = Array(line.utf8)
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        }
+        outbox?.append(json)
+    }
+
+    package func start() { outbox?.start() }
+
+    package func stop() async {
+        await outbox?.stop()
+        file.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
     }
 }
 

@@ -10,6 +10,7 @@ package final class GatewayServer: Sendable {
     let port: Int
     let proxy: EdgeProxyServer
     let sink: KongLogSink
+    let spans: GatewaySpanSink?
 
     /// - Parameter listen: overrides the file's `listen`.
     package init(
@@ -33,21 +34,41 @@ package final class GatewayServer: Sendable {
                 tokenFile: server.telemetry.ingestTokenFile, caPath: server.telemetry.ingestCA, directory: directory, log: log)
         }
         sink = try KongLogSink(path: server.telemetry.accessLog, outbox: outbox, file: file)
+        // Spans: to the spans file and, with ingest, to /v1/traces (buffered in buffer_dir/spans).
+        var spanOutbox: Outbox?
+        let serviceName = "trail-gateway"
+        let spiffeID = server.mesh?.spiffeID
+        if let ingest = server.telemetry.ingest, let directory = server.telemetry.bufferDirectory {
+            spanOutbox = try proxy.outbox(
+                url: ingest, path: "/v1/traces", contentType: "application/json", tokenFile: server.telemetry.ingestTokenFile,
+                caPath: server.telemetry.ingestCA, directory: (directory as NSString).appendingPathComponent("spans"), log: log
+            ) { lines in Array(GatewaySpan.exportRequest(spans: lines, serviceName: serviceName, spiffeID: spiffeID).utf8) }
+        }
+        if spanOutbox != nil || server.telemetry.spansFile != nil {
+            spans = try GatewaySpanSink(
+                path: server.telemetry.spansFile, outbox: spanOutbox, serviceName: serviceName, spiffeID: spiffeID, file: file)
+        } else {
+            spans = nil
+        }
     }
 
     /// Loads the SVID, binds, starts delivery; returns the URL it listens on.
     package func start() async throws -> String {
         let server = configuration.server
-        let policy = GatewayPolicy(configuration: configuration, sink: sink, scheme: server.tls == nil ? "http" : "https", listenPort: port)
+        let policy = GatewayPolicy(configuration: configuration, sink: sink, spans: spans, scheme: server.tls == nil ? "http" : "https", listenPort: port)
         let url = try await proxy.start(
             host: host, port: port,
             tls: server.tls.map { EdgeTLSFiles(certificatePath: $0.certificate, keyPath: $0.key, clientCAPath: $0.clientCA) },
             policy: policy, localID: server.mesh?.spiffeID ?? "gateway")
         sink.start()
+        spans?.start()
         return url
     }
 
     package func stop() async {
-        await proxy.stop { await sink.stop() }
+        await proxy.stop {
+            await sink.stop()
+            await spans?.stop()
+        }
     }
 }

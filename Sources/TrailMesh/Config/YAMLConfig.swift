@@ -60,6 +60,19 @@ package struct ConfigNode {
         return out
     }
 
+    /// The members of a mapping whose keys are names chosen by the user (e.g. consumer usernames), in order.
+    package func members() throws -> [(key: String, value: ConfigNode)] {
+        guard let mapping = node.mapping else { throw fail("expected a mapping (key: value)") }
+        var out: [(key: String, value: ConfigNode)] = []
+        for (key, value) in mapping {
+            guard let name = key.string else { throw fail("keys must be strings") }
+            let child = ConfigNode(node: value, path: path.isEmpty ? name : "\(path).\(name)", file: file)
+            guard !out.contains(where: { $0.key == name }) else { throw child.fail("the key appears twice") }
+            out.append((name, child))
+        }
+        return out
+    }
+
     package var isNull: Bool { node.null != nil || (node.scalar?.string == "" && node.scalar?.style == .plain) }
 
     package func string() throws -> String {

@@ -128,13 +128,14 @@ package final class EdgeProxyServer: Sendable {
     /// one, the edge's SVID.
     package func outbox(
         url: String, path: String, contentType: String, tokenFile: String?, caPath: String?, directory: String,
-        log: @escaping @Sendable (String) -> Void
+        log: @escaping @Sendable (String) -> Void,
+        encode: @escaping @Sendable ([String]) -> [UInt8] = TrailServeDelivery.ndjson
     ) throws -> Outbox {
         try TrailServeDelivery(
             url: url, tokenFile: tokenFile, rootsPath: caPath ?? identity?.configuration.bundlePath, identity: identity, group: group
         ).outbox(
             directory: directory, path: path, contentType: contentType, maxBytes: 256 << 20, flushInterval: .milliseconds(500),
-            log: log)
+            log: log, encode: encode)
     }
 
     /// Closes the listeners, runs `flush` (the last telemetry still needs the event loops), then stops them.

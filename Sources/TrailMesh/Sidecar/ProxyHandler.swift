@@ -22,9 +22,57 @@ package protocol ProxyPolicy: Sendable {
 
 package enum ProxyRoute {
     case forward(UpstreamTarget)
+    /// Forward with timeouts, retries and extra response headers (the gateway's Gateway API rules).
+    case forwardPlan(ForwardPlan)
     case refuse(status: HTTPResponseStatus, body: String)
     /// A refusal with extra response headers (the gateway's 401 `WWW-Authenticate`, 429 `Retry-After`).
     case refuseWithHeaders(status: HTTPResponseStatus, body: String, headers: [(String, String)])
+}
+
+/// How a forwarded request is tried: Gateway API `timeouts` (`request` for the whole exchange including retries,
+/// `backendRequest` for each try) and `retry.attempts`. A request is tried again, at the next target, after a
+/// connection failure, a reset before the response, a try timeout or a retryable status (502, 503, 504), but only
+/// when its method is idempotent and no request body has been sent upstream.
+package struct ForwardPlan: Sendable {
+    /// The first try's target, then each retry's; the last is reused when there are more retries than targets.
+    package var targets: [UpstreamTarget]
+    package var retries: Int
+    /// The method may be sent twice (GET, HEAD, OPTIONS, PUT, DELETE).
+    package var idempotent: Bool
+    package var requestTimeout: TimeAmount?
+    package var tryTimeout: TimeAmount?
+    /// Added to (or replacing the same names in) the upstream's response, e.g. `RateLimit-*`.
+    package var responseHeaders: [(String, String)]
+    /// The body and headers of replies the proxy makes itself (timeouts, failed upstreams) from a status and a
+    /// message; nil: Envoy's plain-text replies.
+    package var localReply: (@Sendable (Int, String) -> (body: String, headers: [(String, String)]))?
+
+    package static let retryableStatuses: Set<UInt> = [502, 503, 504]
+    package static let idempotentMethods: Set<String> = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]
+
+    package init(
+        targets: [UpstreamTarget], retries: Int = 0, idempotent: Bool = false, requestTimeout: TimeAmount? = nil,
+        tryTimeout: TimeAmount? = nil, responseHeaders: [(String, String)] = [],
+        localReply: (@Sendable (Int, String) -> (body: String, headers: [(String, String)]))? = nil
+    ) {
+        precondition(!targets.isEmpty)
+        self.targets = targets
+        self.retries = retries
+        self.idempotent = idempotent
+        self.requestTimeout = requestTimeout
+        self.tryTimeout = tryTimeout
+        self.responseHeaders = responseHeaders
+        self.localReply = localReply
+    }
+
+    /// The target of try `index` (0 is the first try).
+    package func target(forTry index: Int) -> UpstreamTarget { targets[min(index, targets.count - 1)] }
+
+    /// Whether a failed try may be followed by another: tries left, an idempotent method, no body sent.
+    /// - Parameter triesMade: tries so far, the failed one included.
+    package func mayRetry(triesMade: Int, bodySent: Bool) -> Bool {
+        idempotent && !bodySent && triesMade <= retries
+    }
 }
 
 /// An HTTP/1.1 reverse proxy for one downstream connection: routes each request (policy, upstream choice),
@@ -65,6 +113,18 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Backpressure: the caller is not read while the upstream's buffer is full, and the other way round.
     private var readingPausedForUpstream = false
     private var upstreamReadingPaused = false
+    /// The current request's plan (timeouts, retries), its try count and timers.
+    private var plan: ForwardPlan?
+    private var triesMade = 0
+    /// Bumped for each try: a connection or timer of an abandoned try is recognised and dropped.
+    private var tryGeneration = 0
+    /// The request's head (and end, once read) for another try; nil once a body part went upstream.
+    private var replay: [HTTPClientRequestPart]?
+    private var bodySent = false
+    /// A retryable status is being read and dropped before the next try.
+    private var discardingResponse = false
+    private var requestTimer: Scheduled<Void>?
+    private var tryTimer: Scheduled<Void>?
 
     init(policy: any ProxyPolicy, pool: UpstreamPool, connection: DownstreamConnection, localSPIFFEID: String, direction: MeshAccessRecord.Direction) {
         self.policy = policy
@@ -84,9 +144,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             begin(context: context, &head)
         case .body(let buffer):
             record?.bytesReceived += buffer.readableBytes
+            if buffer.readableBytes > 0, case .forwarding = state { bodySent = true; replay = nil }
             send(.body(.byteBuffer(buffer)))
         case .end(let trailers):
             requestComplete = true
+            replay?.append(.end(trailers))
             send(.end(trailers))
             if case .refused = state { finishRefusal() }
         }
@@ -98,6 +160,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         responseComplete = false
         upstreamReusable = true
         requestKeepAlive = head.isKeepAlive
+        plan = nil
+        triesMade = 0
+        replay = nil
+        bodySent = false
+        discardingResponse = false
         var r = MeshAccessRecord(
             direction: direction, startNanos: MeshAccessRecord.nowNanos(), method: head.method.rawValue, path: head.uri,
             localSPIFFEID: localSPIFFEID)
@@ -128,8 +195,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         head.headers.remove(name: "expect")
         let route = policy.route(&head, &r, connection)
         record = r
-        if expectsContinue, case .forward = route {
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        if expectsContinue {
+            switch route {
+            case .forward, .forwardPlan:
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+            default: break
+            }
         }
         switch route {
         case .refuse(let status, let body):
@@ -141,15 +212,137 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(status: status, body: body, extra: extra)
             if requestComplete { finishRefusal() }
         case .forward(let target):
-            self.target = target
-            state = .connecting([.head(head)])
-            let loop = context.eventLoop
-            pool.acquire(target, on: loop).hop(to: loop).assumeIsolated().whenComplete { [self] result in
-                switch result {
-                case .success(let upstream): attach(upstream)
-                case .failure(let error): upstreamFailed(error)
-                }
+            startForwarding(ForwardPlan(targets: [target]), head: head, context: context)
+        case .forwardPlan(let plan):
+            startForwarding(plan, head: head, context: context)
+        }
+    }
+
+    private func startForwarding(_ plan: ForwardPlan, head: HTTPRequestHead, context: ChannelHandlerContext) {
+        self.plan = plan
+        if plan.retries > 0 && plan.idempotent { replay = [.head(head)] }
+        if let timeout = plan.requestTimeout {
+            requestTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in timedOut(whole: true) }
+        }
+        state = .connecting([.head(head)])
+        startTry(context: context)
+    }
+
+    /// Starts the next try: a connection to its target; the held request parts go out once it is there.
+    private func startTry(context: ChannelHandlerContext) {
+        guard let plan else { return }
+        let target = plan.target(forTry: triesMade)
+        triesMade += 1
+        tryGeneration += 1
+        let generation = tryGeneration
+        self.target = target
+        let started = MeshAccessRecord.nowNanos()
+        record?.tries.append(UpstreamTry(host: target.host, port: target.port, startNanos: started))
+        tryTimer?.cancel()
+        if let timeout = plan.tryTimeout {
+            tryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+                if generation == tryGeneration { timedOut(whole: false) }
             }
+        }
+        let loop = context.eventLoop
+        pool.acquire(target, on: loop).hop(to: loop).assumeIsolated().whenComplete { [self] result in
+            guard generation == tryGeneration else {
+                // An abandoned try (timed out while connecting): its connection is not used.
+                if case .success(let upstream) = result { upstream.channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let upstream):
+                updateTry { $0.connectNanos = MeshAccessRecord.nowNanos() - started }
+                attach(upstream)
+            case .failure(let error): upstreamFailed(error)
+            }
+        }
+    }
+
+    private func updateTry(_ change: (inout UpstreamTry) -> Void) {
+        guard var r = record, !r.tries.isEmpty else { return }
+        change(&r.tries[r.tries.count - 1])
+        record = r
+    }
+
+    /// Whether the failed current try may be followed by another.
+    private var mayRetry: Bool {
+        guard let plan else { return false }
+        return plan.mayRetry(triesMade: triesMade, bodySent: bodySent)
+    }
+
+    /// Drops the current upstream connection (closed, not pooled) and starts the next try with the held request.
+    private func retry(context: ChannelHandlerContext) {
+        if let upstream {
+            upstream.owner = nil
+            upstream.channel.close(promise: nil)
+        }
+        upstream = nil
+        discardingResponse = false
+        if case .connecting = state {} else { state = .connecting(replay ?? []) }
+        startTry(context: context)
+    }
+
+    private func cancelTimers() {
+        requestTimer?.cancel()
+        requestTimer = nil
+        tryTimer?.cancel()
+        tryTimer = nil
+    }
+
+    /// A `request` (whole) or `backendRequest` (try) timeout fired.
+    private func timedOut(whole: Bool) {
+        guard let context else { return }
+        switch state {
+        case .connecting, .forwarding: break
+        case .idle, .refused: return
+        }
+        updateTry { t in
+            if t.status == nil { t.status = 504; t.failure = "timeout" }
+        }
+        if responseStarted {
+            // Part of the response is out: the caller can only learn of the timeout by the connection closing.
+            if let upstream {
+                upstream.owner = nil
+                upstream.channel.close(promise: nil)
+            }
+            upstream = nil
+            cancelTimers()
+            record?.responseFlags = "UT"
+            record?.refusal = whole ? "request timeout" : "backendRequest timeout"
+            state = .idle
+            log()
+            context.close(promise: nil)
+            return
+        }
+        if !whole && mayRetry {
+            retry(context: context)
+            return
+        }
+        if let upstream {
+            upstream.owner = nil
+            upstream.channel.close(promise: nil)
+        }
+        upstream = nil
+        discardingResponse = false
+        tryGeneration += 1
+        cancelTimers()
+        state = .refused
+        record?.responseFlags = "UT"
+        record?.responseCodeDetails = whole ? "request_timeout" : "upstream_per_try_timeout"
+        record?.refusal = whole ? "request timeout" : "backendRequest timeout"
+        localReply(status: .gatewayTimeout, message: "The upstream server is timing out", envoyBody: "upstream request timeout")
+        if requestComplete { finishRefusal() }
+    }
+
+    /// A reply made here about the upstream: the plan's (the gateway's JSON) or Envoy's plain text.
+    private func localReply(status: HTTPResponseStatus, message: String, envoyBody: String) {
+        if let reply = plan?.localReply {
+            let (body, headers) = reply(Int(status.code), message)
+            respond(status: status, body: body, extra: headers)
+        } else {
+            respond(status: status, body: envoyBody)
         }
     }
 
@@ -200,13 +393,19 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.upstream = upstream
         upstream.owner = self
         record?.upstreamHost = upstream.remoteAddress
+        if let address = upstream.remoteAddress.flatMap(HostPort.parse) {
+            updateTry { $0.host = address.host; $0.port = address.port }
+        }
         record?.upstreamLocal = upstream.localAddress
         if direction == .outbound {
             record?.peer = upstream.peer
             record?.tlsVersion = upstream.tlsVersion
         }
         state = .forwarding
-        for part in parts { upstream.channel.write(part, promise: nil) }
+        for part in parts {
+            if case .body(.byteBuffer(let b)) = part, b.readableBytes > 0 { bodySent = true; replay = nil }
+            upstream.channel.write(part, promise: nil)
+        }
         // The request's end (or the end of this read burst) flushes: usually one write for the whole request.
         if case .end = parts.last {
             upstream.channel.flush()
@@ -217,14 +416,22 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func upstreamFailed(_ error: any Error) {
-        guard case .connecting = state else { return }
+        guard case .connecting = state, let context else { return }
+        updateTry { $0.status = 502; $0.failure = "connect" }
+        if mayRetry {
+            retry(context: context)
+            return
+        }
+        cancelTimers()
         state = .refused
         let failure = error as? UpstreamFailure
         record?.responseFlags = failure?.flags ?? "UF"
         record?.refusal = failure?.details ?? "\(error)"
         if direction == .outbound, let peer = failure?.peer { record?.peer = peer }
         record?.responseCodeDetails = "upstream_reset_before_response_started{connection_failure}"
-        respond(status: .serviceUnavailable, body: "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+        localReply(
+            status: .serviceUnavailable, message: "The upstream server is unavailable",
+            envoyBody: "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
         if requestComplete { finishRefusal() }
     }
 
@@ -233,7 +440,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context else { return }
         record?.status = Int(status.code)
         var headers = HTTPHeaders(extra)
-        headers.add(name: "content-type", value: "text/plain")
+        if !headers.contains(name: "content-type") { headers.add(name: "content-type", value: "text/plain") }
         headers.add(name: "content-length", value: String(body.utf8.count))
         if !requestKeepAlive { headers.add(name: "connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
@@ -259,6 +466,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func log() {
+        cancelTimers()
         guard var r = record else { return }
         r.durationNanos = MeshAccessRecord.nowNanos() - r.startNanos
         record = nil
@@ -273,7 +481,16 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(var head):
             // Informational answers (100, 103) are the upstream's business; the caller gets the final one.
             if head.status.code < 200 && head.status.code != 101 { return }
+            updateTry { $0.status = Int(head.status.code) }
+            if ForwardPlan.retryableStatuses.contains(head.status.code), mayRetry {
+                // Tried again elsewhere: this answer is read to its end and dropped.
+                updateTry { $0.failure = "status" }
+                discardingResponse = true
+                if !head.isKeepAlive { upstreamReusable = false }
+                return
+            }
             responseStarted = true
+            for (name, value) in plan?.responseHeaders ?? [] { head.headers.replaceOrAdd(name: name, value: value) }
             record?.status = Int(head.status.code)
             if !head.isKeepAlive { upstreamReusable = false }
             for name in head.headers[canonicalForm: "connection"] { head.headers.remove(name: String(name)) }
@@ -281,6 +498,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             if !requestKeepAlive { head.headers.add(name: "connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: head.headers))), promise: nil)
         case .body(let buffer):
+            if discardingResponse { return }
             // Flushed when the upstream's read burst ends (or with the end): one write per burst, and a streamed
             // response still reaches the client as its parts arrive.
             record?.bytesSent += buffer.readableBytes
@@ -294,6 +512,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context.flush()
             }
         case .end(let trailers):
+            if discardingResponse {
+                discardingResponse = false
+                if let upstream, let target {
+                    upstream.owner = nil
+                    if upstreamReusable && requestComplete { pool.release(upstream, target) } else { upstream.channel.close(promise: nil) }
+                }
+                upstream = nil
+                upstreamReusable = true
+                retry(context: context)
+                return
+            }
             responseComplete = true
             let keepAlive = requestKeepAlive
             if upstreamReadingPaused, let upstream {
@@ -337,7 +566,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func upstreamReadComplete() {
-        guard pendingFlush, let context else { return }
+        guard pendingFlush, !discardingResponse, let context else { return }
         pendingFlush = false
         context.flush()
     }
@@ -345,6 +574,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func upstreamClosed() {
         guard let context, case .forwarding = state, !responseComplete else { return }
         upstream = nil
+        if !responseStarted {
+            updateTry { t in
+                if t.status == nil { t.status = 502; t.failure = "reset" }
+            }
+            if mayRetry {
+                retry(context: context)
+                return
+            }
+        }
+        discardingResponse = false
+        cancelTimers()
         if responseStarted {
             // Cannot tell the client cleanly any more: close, as a proxy does.
             record?.responseFlags = "UPE"
@@ -355,7 +595,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             state = .refused
             record?.responseFlags = "UC"
             record?.responseCodeDetails = "upstream_reset_before_response_started{connection_termination}"
-            respond(status: .serviceUnavailable, body: "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
+            localReply(
+                status: .serviceUnavailable, message: "The upstream server closed the connection",
+                envoyBody: "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
             if requestComplete { finishRefusal() }
         }
     }
@@ -371,6 +613,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        cancelTimers()
+        tryGeneration += 1
         if let upstream {
             upstream.owner = nil
             upstream.channel.close(promise: nil)

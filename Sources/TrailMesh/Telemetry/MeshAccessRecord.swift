@@ -1,6 +1,31 @@
 import Foundation
 import TrailCore
 
+/// One try of a forwarded request at one upstream (Kong's `tries[]` entry).
+package struct UpstreamTry: Sendable, Equatable {
+    /// Where the try went: the connected address when there was a connection, else the target.
+    package var host: String
+    package var port: Int
+    /// Wall-clock start, nanoseconds since the epoch.
+    package var startNanos: Int64
+    /// Time to get a connection (pooled or new), nanoseconds.
+    package var connectNanos: Int64 = 0
+    /// The upstream's status, or the status nginx records for a failed try (502 connect error or reset, 504
+    /// timeout); nil while the try is running.
+    package var status: Int?
+    /// Why the try failed (`connect`, `reset`, `timeout`, `status`); nil for the try that answered the caller.
+    package var failure: String?
+
+    package init(host: String, port: Int, startNanos: Int64, connectNanos: Int64 = 0, status: Int? = nil, failure: String? = nil) {
+        self.host = host
+        self.port = port
+        self.startNanos = startNanos
+        self.connectNanos = connectNanos
+        self.status = status
+        self.failure = failure
+    }
+}
+
 /// What a sidecar (or, later, the gateway) saw of one request, accepted or refused. Written as an Envoy JSON
 /// access-log line with the keys Trail's Envoy parser reads (so a real Envoy and Trail's sidecar look the same
 /// to the correlator), and as an OTLP span with `component: proxy`, as Envoy's own spans are marked.
@@ -47,6 +72,8 @@ public struct MeshAccessRecord: Sendable {
     public var bytesSent = 0
     /// The span this record is exported as.
     public var spanID: String
+    /// One entry per upstream try (connection attempts and retries), in order; empty when nothing was tried.
+    package var tries: [UpstreamTry] = []
     /// Facts a proxy policy carries from `route` to `finished` for its own log (the gateway's consumer, route,
     /// refusal); not written by the Envoy or OTLP encoders.
     package var policyContext: (any Sendable)?
