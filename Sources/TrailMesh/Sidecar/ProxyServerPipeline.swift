@@ -24,7 +24,7 @@ enum ProxyServerPipeline {
         if let edge {
             limits.maxHeaderFieldSize = edge.maxLineBytes
             limits.maxHeaderListSize = edge.maxHeaderBytes
-            let o = EdgeHeadObserver()
+            let o = EdgeHeadObserver(maxLineBytes: edge.maxLineBytes)
             try sync.addHandler(o)
             observer = o
         }
@@ -46,10 +46,16 @@ final class EdgeHeadObserver: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    /// The first bytes of the line being received (up to 512).
+    let maxLineBytes: Int
+    /// The first bytes of the line being received (up to 512), and its length so far.
     private(set) var currentLine: [UInt8] = []
+    private var currentLineLength = 0
     /// The last complete line that looked like a request line.
     private(set) var lastRequestLine: [UInt8] = []
+    /// The start of the last request line longer than `maxLineBytes`, until a request line of a proper length.
+    private(set) var overlongRequestLine: [UInt8]?
+
+    init(maxLineBytes: Int) { self.maxLineBytes = maxLineBytes }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
@@ -58,11 +64,16 @@ final class EdgeHeadObserver: ChannelInboundHandler, RemovableChannelHandler {
             while start < bytes.count {
                 if let lf = bytes[start...].firstIndex(of: 0x0A) {
                     append(bytes[start..<lf])
-                    if Self.looksLikeRequestLine(currentLine) { lastRequestLine = currentLine }
+                    if Self.looksLikeRequestLine(currentLine) {
+                        lastRequestLine = currentLine
+                        overlongRequestLine = currentLineLength > maxLineBytes ? currentLine : nil
+                    }
                     currentLine.removeAll(keepingCapacity: true)
+                    currentLineLength = 0
                     start = lf + 1
                 } else {
                     append(bytes[start...])
+                    if currentLineLength > maxLineBytes, Self.looksLikeRequestLine(currentLine) { overlongRequestLine = currentLine }
                     start = bytes.count
                 }
             }
@@ -71,6 +82,7 @@ final class EdgeHeadObserver: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func append(_ slice: Slice<UnsafeRawBufferPointer>) {
+        currentLineLength += slice.count
         let room = 512 - currentLine.count
         if room > 0 { currentLine += slice.prefix(room) }
     }
@@ -116,9 +128,9 @@ final class EdgeProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHand
             context.fireErrorCaught(error)
             return
         }
-        let (status, reason) = Self.classify(parserError, currentLine: observer.currentLine)
-        // The request line of the refused request: the line being read (414), else the last one received.
-        let line = status == .uriTooLong ? observer.currentLine : observer.lastRequestLine
+        let (status, reason) = Self.classify(parserError, overlongRequestLine: observer.overlongRequestLine != nil)
+        // The request line of the refused request: the over-long one (414), else the last one received.
+        let line = observer.overlongRequestLine ?? observer.lastRequestLine
         let parts = EdgeHeadObserver.requestLineParts(line)
         let body = "{\"message\":\"\(reason)\"}"
         if !hasUnterminatedResponse {
@@ -135,10 +147,10 @@ final class EdgeProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHand
         context.close(promise: nil)
     }
 
-    static func classify(_ error: HTTPParserError, currentLine: [UInt8]) -> (HTTPResponseStatus, String) {
+    static func classify(_ error: HTTPParserError, overlongRequestLine: Bool) -> (HTTPResponseStatus, String) {
         switch error {
         case .headerOverflow:
-            if EdgeHeadObserver.looksLikeRequestLine(currentLine) { return (.uriTooLong, "request line too long") }
+            if overlongRequestLine { return (.uriTooLong, "request line too long") }
             return (.requestHeaderFieldsTooLarge, "request header fields too large")
         case .unexpectedContentLength:
             return (.badRequest, "ambiguous request framing: Content-Length with Transfer-Encoding, or conflicting Content-Length values")
