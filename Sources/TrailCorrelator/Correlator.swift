@@ -362,7 +362,7 @@ public struct Correlator: Sendable {
             calleeAddress: calleeAddress,
             method: first(byKind, calleeSide) { $0.method }.map { $0.uppercased() },
             path: first(byKind, calleeSide) { $0.path },
-            operation: first(byKind, [.serverSpan, .clientSpan]) { $0.operation },
+            operation: first(byKind, [.serverSpan, .clientSpan, .gateway]) { $0.operation },
             authority: first(byKind, calleeSide) { $0.authority },
             status: first(byKind, [.inbound, .serverSpan, .outbound, .clientSpan, .gateway]) { $0.status },
             start: start, durationNanos: duration, transport: transport,

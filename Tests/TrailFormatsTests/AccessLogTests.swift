@@ -33,6 +33,14 @@ private func observations(_ results: [ParseResult]) -> [Observation] {
 struct KongLogTests {
     let parser = KongLogParser()
 
+    @Test func graphqlOperationExtension() throws {
+        let line = #"{"started_at": 1726783839538, "request": {"method": "POST", "uri": "/graphql", "headers": {}}, "response": {"status": 200}, "graphql": {"operation_type": "mutation", "operation_name": "CreateOrder"}}"#
+        let o = try #require(parser.parse(Array(line.utf8)).first?.record?.observations.first)
+        #expect(o.operation == "mutation CreateOrder")
+        let anonymous = #"{"started_at": 1726783839538, "graphql": {"operation_type": "query"}}"#
+        #expect(parser.parse(Array(anonymous.utf8)).first?.record?.observations.first?.operation == "query")
+    }
+
     @Test func singleObjectRecord() throws {
         let input = try accessLogFixture("kong_http_log_single.json")
         let results = parser.parse(input)

@@ -17,6 +17,8 @@ import TrailCore
 ///   `FAILED:…` (a client certificate was presented, verified or not), else tls; tlsVersion: `tls.version`.
 /// - callerCertificate (Trail extension, `trail gateway` writes it): `tls.client_certificate` with `serial`
 ///   (hex), `sha256`, `not_before` / `not_after` (RFC 3339 or epoch seconds), `uri_sans`, `subject`.
+/// - operation (Trail extension, `trail gateway` writes it on GraphQL routes): `graphql.operation_type` and
+///   `graphql.operation_name`, joined by a space (`mutation CreateOrder`, `query`).
 /// - principal, policy: see ``KongLogParser/principal(_:headers:)`` and the code.
 public struct KongLogParser: Sendable {
     public init() {}
@@ -113,6 +115,10 @@ public struct KongLogParser: Sendable {
             obs.status = i
         }
         obs.route = v["route"]?["name"]?.text
+        if let graphql = v["graphql"], graphql.object != nil {
+            let parts = [graphql["operation_type"]?.string, graphql["operation_name"]?.string].compactMap { $0 }.filter { !$0.isEmpty }
+            if !parts.isEmpty { obs.operation = parts.joined(separator: " ") }
+        }
         obs.responseFlags = v["source"]?.text
 
         // Endpoints.

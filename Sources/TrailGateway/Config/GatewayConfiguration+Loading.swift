@@ -173,7 +173,7 @@ extension GatewayConfiguration {
     }
 
     private static func parseRoute(_ node: ConfigNode) throws -> Route {
-        let m = try node.mapping(allowed: ["name", "hostnames", "rules", "auth", "acl", "rate_limit"])
+        let m = try node.mapping(allowed: ["name", "hostnames", "rules", "auth", "acl", "rate_limit", "websocket", "graphql"])
         let name = try required(m, "name", in: node).string()
         let hostnames = try m["hostnames"]?.list().map { (h: ConfigNode) throws -> String in
             let host = try h.string().lowercased()
@@ -188,7 +188,8 @@ extension GatewayConfiguration {
         guard !rules.isEmpty else { throw rulesNode.fail("at least one rule is needed") }
         return Route(
             name: name, hostnames: hostnames, rules: rules, auth: try m["auth"].map(parseAuth) ?? defaultAuth,
-            acl: try m["acl"].map(parseACL), rateLimits: try m["rate_limit"].map(parseRouteRateLimits) ?? RouteRateLimits())
+            acl: try m["acl"].map(parseACL), rateLimits: try m["rate_limit"].map(parseRouteRateLimits) ?? RouteRateLimits(),
+            websocket: try m["websocket"]?.bool() ?? false, graphql: try m["graphql"]?.bool() ?? false)
     }
 
     /// Without an `auth` key a route is closed: no method is accepted and anonymous callers are refused, so a

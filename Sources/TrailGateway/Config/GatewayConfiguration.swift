@@ -80,6 +80,12 @@ package struct Route: Sendable {
     package var auth: RouteAuth
     package var acl: ACLRule?
     package var rateLimits: RouteRateLimits
+    /// `websocket: true`: WebSocket upgrades are passed to the backend (after authentication); without it an
+    /// upgrade request is refused with 403.
+    package var websocket = false
+    /// `graphql: true`: the log records each request's GraphQL operation type and name (from a bounded prefix
+    /// of the body, or the `query` parameter of a GET); for the record only, never for a decision.
+    package var graphql = false
 }
 
 /// One HTTPRoute rule: any of its matches selects it; it then sends to one of its weighted backends.

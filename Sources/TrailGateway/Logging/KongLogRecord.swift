@@ -7,7 +7,8 @@ import TrailMesh
 /// anonymous), for refused requests `refusal_reason`, and for a request whose connection presented a client
 /// certificate `request.tls.client_certificate` (`serial`, `sha256`, `subject`, `uri_sans`, `spiffe_id`,
 /// `not_before`, `not_after`) next to Kong's `request.tls.client_verify` (`SUCCESS`,
-/// `FAILED:certificate has expired`, `FAILED:certificate is not yet valid`) and `request.tls.version`.
+/// `FAILED:certificate has expired`, `FAILED:certificate is not yet valid`) and `request.tls.version`; on a
+/// `graphql: true` route, `graphql` (`operation_type`: query, mutation or subscription; `operation_name`).
 ///
 /// Credentials never reach the output: the values of `authorization`, `proxy-authorization`, `cookie`,
 /// `set-cookie`, `apikey` and the configured key names are replaced by `REDACTED` in headers, and those query
@@ -147,6 +148,8 @@ package struct KongLogRecord: Sendable {
     package var credentialNames: [String] = []
     /// The connection's client certificate, when one was presented (edge mTLS).
     package var clientCertificate: ClientCertificate?
+    /// A GraphQL route's operation (Trail extension `graphql`: `operation_type`, `operation_name`).
+    package var graphql: GraphQLOperation?
 
     package init(
         requestID: String, traceID: String?, method: String, host: String, port: Int, target: String,
@@ -237,6 +240,12 @@ package struct KongLogRecord: Sendable {
         }
         if let kind = credentialKind ?? caller?.kind { root.append(("credential_type", .string(kind.rawValue))) }
         if let refusalReason { root.append(("refusal_reason", .string(refusalReason))) }
+        if let graphql, graphql.type != nil || graphql.name != nil {
+            var members: [(String, JSONValue)] = []
+            if let type = graphql.type { members.append(("operation_type", .string(type))) }
+            if let name = graphql.name { members.append(("operation_name", .string(name))) }
+            root.append(("graphql", .object(members)))
+        }
         root += [
             ("client_ip", .string(clientIP)),
             ("started_at", .int(startedAtMillis)),

@@ -28,6 +28,15 @@ struct GatewayRequestFacts: Sendable {
     var edgeMillis: Int
     /// The partner's client certificate (edge mTLS) and its judgement at the time of the request.
     var clientCertificate: KongLogRecord.ClientCertificate?
+    /// A GraphQL route's operation as far as the request line shows it (GET), or how to read it from the
+    /// captured body prefix (POST).
+    var graphql: GraphQLOperation?
+    var graphqlBody: GraphQLBody?
+}
+
+enum GraphQLBody: Sendable {
+    case json
+    case document
 }
 
 /// The gateway's ``ProxyPolicy``: builds the ``EdgeRequest``, asks the ``RequestEvaluator`` (route,
@@ -73,7 +82,27 @@ package final class GatewayPolicy: ProxyPolicy {
         let request = EdgeRequest(
             route: RouteRequest(host: host, path: path, method: head.method.rawValue, headers: headers, query: query),
             auth: AuthRequest(headers: headers, query: query, peerCertificate: peer))
-        let decision = evaluator.withLock { $0.evaluate(request, now: Double(started) / 1e9, random: Double.random(in: 0..<1)) }
+        // A head whose framing or Host cannot be trusted is refused before any decision, and never forwarded.
+        if let (status, reason) = Self.malformedHead(head) {
+            let requestID = head.headers.first(name: "x-request-id") ?? record.requestID ?? ""
+            var facts = GatewayRequestFacts(
+                method: head.method.rawValue, target: head.uri, host: authority.isEmpty ? "-" : authority, requestHeaders: headers,
+                requestID: requestID, traceID: "", edgeMillis: 0, clientCertificate: clientCertificate)
+            facts.refusalReason = reason
+            facts.edgeMillis = Int((MeshAccessRecord.nowNanos() - started) / 1_000_000)
+            record.policyContext = facts
+            record.refusal = reason
+            record.responseFlags = "-"
+            record.responseCodeDetails = "gateway_refused"
+            let body = JSONValue.object([("message", .string(reason)), ("request_id", .string(requestID))]).serialized()
+            return .reject(status: HTTPResponseStatus(statusCode: status), body: body)
+        }
+        var decision = evaluator.withLock { $0.evaluate(request, now: Double(started) / 1e9, random: Double.random(in: 0..<1)) }
+        if case .forward(let forward) = decision, head.headers.contains(name: "upgrade"), !forward.selection.route.websocket {
+            decision = .respond(EdgeResponse(
+                status: 403, reason: "websocket upgrade is not enabled on this route", headers: [],
+                routeName: forward.selection.route.name, caller: forward.caller, credentialKind: forward.caller.kind))
+        }
 
         var random = SystemRandomNumberGenerator()
         let trace = TraceContext.resolve(headers: headers, policy: configuration.server.incomingTrace, random: &random)
@@ -109,6 +138,17 @@ package final class GatewayPolicy: ProxyPolicy {
             let rule = forward.selection.rule
             facts.backends = Self.tryOrder(rule.backendRefs, first: backend, retries: rule.retryAttempts)
             facts.timeouts = rule.timeouts
+            if forward.selection.route.graphql {
+                // For the record only: the operation is read from what the request shows, never trusted.
+                if head.method == .GET {
+                    let values = Dictionary(query.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
+                    facts.graphql = GraphQLOperation.fromParameters(query: values["query"], operationName: values["operationName"])
+                } else if head.method == .POST {
+                    let type = head.headers.first(name: "content-type")?.lowercased() ?? ""
+                    facts.graphqlBody = type.hasPrefix("application/graphql") && !type.contains("json") ? .document : .json
+                    record.captureRequestBodyBytes = GraphQLOperation.maxBodyBytes
+                }
+            }
             // Credentials and the caller's claims about itself stay at the edge.
             let keyNames = Set(configuration.keyAuth.keyNames + ["apikey"])
             for name in ["authorization", "proxy-authorization"] + Array(keyNames) + Array(Self.internalHeaders) {
@@ -208,6 +248,12 @@ package final class GatewayPolicy: ProxyPolicy {
         log.refusalReason = refusal
         log.credentialNames = configuration.keyAuth.keyNames
         log.clientCertificate = facts.clientCertificate
+        switch facts.graphqlBody {
+        case .json?: log.graphql = GraphQLOperation.fromJSON(record.capturedRequestBody)
+        case .document?:
+            log.graphql = GraphQLOperation.fromDocument(String(decoding: record.capturedRequestBody, as: UTF8.self), operationName: nil)
+        case nil: log.graphql = facts.graphql
+        }
         if let caller = facts.caller, let consumer = configuration.consumer(named: caller.consumer) {
             log.consumerID = consumer.id
             log.consumerCustomID = consumer.customID
@@ -261,6 +307,55 @@ package final class GatewayPolicy: ProxyPolicy {
         span.refusalReason = refusal
         span.tries = record.tries.count
         spans.record(span)
+    }
+
+    /// A request the HTTP parser let through but the edge refuses (400): a missing, repeated or malformed Host,
+    /// and framing a smuggler relies on (NIO's parser already refuses most of these, see `EdgeProtocolErrorHandler`).
+    static func malformedHead(_ head: HTTPRequestHead) -> (Int, String)? {
+        let hosts = head.headers["host"]
+        if hosts.count > 1 { return (400, "several Host headers") }
+        if hosts.isEmpty {
+            if head.version.major == 1 && head.version.minor >= 1 { return (400, "missing Host header") }
+        } else if !validHost(hosts[0]) {
+            return (400, "invalid Host header")
+        }
+        let lengths = head.headers["content-length"]
+        let codings = head.headers["transfer-encoding"]
+        if !lengths.isEmpty && !codings.isEmpty { return (400, "request smuggling: both Content-Length and Transfer-Encoding") }
+        if Set(lengths.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }).count > 1 {
+            return (400, "request smuggling: conflicting Content-Length values")
+        }
+        if !codings.isEmpty {
+            let last = codings.flatMap { $0.split(separator: ",") }.last?.trimmingCharacters(in: .whitespaces).lowercased()
+            if last != "chunked" { return (400, "request smuggling: the final Transfer-Encoding is not chunked") }
+        }
+        return nil
+    }
+
+    /// `host[:port]` or `[v6]:port`: letters, digits, `-`, `.`, `_`, `:`, `[`, `]`, `%` only (no spaces, no
+    /// control characters, no userinfo), at most 255 bytes.
+    static func validHost(_ value: String) -> Bool {
+        let bytes = Array(value.utf8)
+        guard !bytes.isEmpty, bytes.count <= 255 else { return false }
+        return bytes.allSatisfy { b in
+            (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b)
+                || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x3A || b == 0x5B || b == 0x5D || b == 0x25
+        }
+    }
+
+    /// A head NIO's parser refused (see ``ProxyPolicy/rejected(_:_:)``): one Kong record with the status and reason.
+    package func rejected(_ record: MeshAccessRecord, _ connection: DownstreamConnection) {
+        var r = record
+        var facts = GatewayRequestFacts(
+            method: record.method, target: record.path, host: "-", requestHeaders: [], requestID: record.requestID ?? "",
+            traceID: "", edgeMillis: 0)
+        facts.refusalReason = record.refusal
+        if let p = connection.peer {
+            let validity = ClientCertificateValidity(notBefore: p.notBefore, notAfter: p.notAfter, at: Timestamp(nanoseconds: record.startNanos))
+            facts.clientCertificate = KongLogRecord.ClientCertificate(p, validity: validity, tlsVersion: connection.tlsVersion)
+        }
+        r.policyContext = facts
+        finished(r)
     }
 
     static func hostName(_ authority: String) -> String {

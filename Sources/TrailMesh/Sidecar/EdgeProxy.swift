@@ -64,7 +64,9 @@ package final class EdgeProxyServer: Sendable {
     }
 
     /// Loads the SVID (when there is one), binds and returns the listener's URL.
-    package func start(host: String, port: Int, tls: EdgeTLSFiles?, policy: any ProxyPolicy, localID: String) async throws -> String {
+    package func start(
+        host: String, port: Int, tls: EdgeTLSFiles?, policy: any ProxyPolicy, localID: String, limits: EdgeRequestLimits = EdgeRequestLimits()
+    ) async throws -> String {
         if let identity { try await identity.start() }
         let pool = UpstreamPool(identity: identity)
         var context: NIOSSLContext?
@@ -98,9 +100,9 @@ package final class EdgeProxyServer: Sendable {
                 }
                 try sync.addHandler(EdgeHandshakeObserver(connection: connection))
             }
-            try sync.configureHTTPServerPipeline(withErrorHandling: true)
-            try sync.addHandler(
-                ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound))
+            try ProxyServerPipeline.configure(
+                channel, handler: ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound),
+                edge: limits)
         }
         channels.withLock { $0.append(channel) }
         return "\(tlsContext == nil ? "http" : "https")://\(Sidecar.urlHost(host)):\(channel.localAddress?.port ?? port)"

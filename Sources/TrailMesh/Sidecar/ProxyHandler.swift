@@ -18,6 +18,13 @@ package protocol ProxyPolicy: Sendable {
     func route(_ head: inout HTTPRequestHead, _ record: inout MeshAccessRecord, _ connection: DownstreamConnection) -> ProxyRoute
     /// Records one finished request.
     func finished(_ record: MeshAccessRecord)
+    /// Records a request the HTTP parser refused before it could be routed (malformed head: 400, 414, 431);
+    /// `record.refusal` says why. Default: ``finished(_:)``.
+    func rejected(_ record: MeshAccessRecord, _ connection: DownstreamConnection)
+}
+
+extension ProxyPolicy {
+    package func rejected(_ record: MeshAccessRecord, _ connection: DownstreamConnection) { finished(record) }
 }
 
 package enum ProxyRoute {
@@ -27,6 +34,9 @@ package enum ProxyRoute {
     case refuse(status: HTTPResponseStatus, body: String)
     /// A refusal with extra response headers (the gateway's 401 `WWW-Authenticate`, 429 `Retry-After`).
     case refuseWithHeaders(status: HTTPResponseStatus, body: String, headers: [(String, String)])
+    /// A request whose framing cannot be trusted (smuggling attempts, a bad Host): answered, never forwarded, and
+    /// the connection is closed at once, without reading a body whose length is in doubt.
+    case reject(status: HTTPResponseStatus, body: String)
 }
 
 /// How a forwarded request is tried: Gateway API `timeouts` (`request` for the whole exchange including retries,
@@ -78,6 +88,10 @@ package struct ForwardPlan: Sendable {
 /// An HTTP/1.1 reverse proxy for one downstream connection: routes each request (policy, upstream choice),
 /// relays it to a pooled upstream connection on the same event loop and streams the response back as it
 /// arrives. NIO's server pipeline handler keeps pipelined requests in order, so one request is in flight at a time.
+///
+/// A WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, GET, HTTP/1.1) is passed on with its
+/// upgrade headers; when the upstream answers 101, the request is logged and both connections become a byte
+/// tunnel (``ProxyTunnel``). Other upgrade protocols (h2c: a known smuggling route through proxies) are stripped.
 final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -89,6 +103,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         case forwarding
         /// The request was refused; its body is read and dropped.
         case refused
+        /// The upstream answered 101; the tunnel starts with the response's end.
+        case upgrading
+        /// The connection is a byte tunnel now (this handler is leaving the pipeline).
+        case tunnel
     }
 
     let policy: any ProxyPolicy
@@ -125,6 +143,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var discardingResponse = false
     private var requestTimer: Scheduled<Void>?
     private var tryTimer: Scheduled<Void>?
+    /// The request asked for a protocol upgrade: NIO's decoder reads nothing after it, so the connection ends
+    /// with this request unless it becomes a tunnel.
+    private var upgradeRequested = false
+    /// The upgrade passed on (a WebSocket handshake).
+    private var websocket = false
 
     init(policy: any ProxyPolicy, pool: UpstreamPool, connection: DownstreamConnection, localSPIFFEID: String, direction: MeshAccessRecord.Direction) {
         self.policy = policy
@@ -145,6 +168,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .body(let buffer):
             record?.bytesReceived += buffer.readableBytes
             if buffer.readableBytes > 0, case .forwarding = state { bodySent = true; replay = nil }
+            if var r = record, r.captureRequestBodyBytes > r.capturedRequestBody.count {
+                // The policy wants a bounded prefix of the body (GraphQL operation names); never more.
+                let room = r.captureRequestBodyBytes - r.capturedRequestBody.count
+                r.capturedRequestBody += buffer.readableBytesView.prefix(room)
+                record = r
+            }
             send(.body(.byteBuffer(buffer)))
         case .end(let trailers):
             requestComplete = true
@@ -165,6 +194,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         replay = nil
         bodySent = false
         discardingResponse = false
+        let connectionTokens = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
+        let upgrades = head.headers["upgrade"]
+        upgradeRequested = connectionTokens.contains("upgrade") && !upgrades.isEmpty
+        websocket = upgradeRequested && upgrades.count == 1 && upgrades[0].lowercased() == "websocket"
+            && head.method == .GET && head.version == .http1_1
+        if upgradeRequested { requestKeepAlive = false }
         var r = MeshAccessRecord(
             direction: direction, startNanos: MeshAccessRecord.nowNanos(), method: head.method.rawValue, path: head.uri,
             localSPIFFEID: localSPIFFEID)
@@ -190,6 +225,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         for name in ["connection", "keep-alive", "proxy-connection", "te", "upgrade", "proxy-authorization"] {
             head.headers.remove(name: name)
         }
+        if websocket {
+            // The one upgrade passed on: the policy sees it (the gateway allows it per route).
+            head.headers.add(name: "connection", value: "upgrade")
+            head.headers.add(name: "upgrade", value: "websocket")
+        }
         // `Expect: 100-continue` is answered here, as Envoy does, and not passed on.
         let expectsContinue = head.headers.first(name: "expect")?.lowercased() == "100-continue"
         head.headers.remove(name: "expect")
@@ -211,6 +251,13 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             state = .refused
             respond(status: status, body: body, extra: extra)
             if requestComplete { finishRefusal() }
+        case .reject(let status, let body):
+            state = .idle
+            requestKeepAlive = false
+            respond(status: status, body: body, extra: [("content-type", "application/json")])
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            log()
         case .forward(let target):
             startForwarding(ForwardPlan(targets: [target]), head: head, context: context)
         case .forwardPlan(let plan):
@@ -296,7 +343,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let context else { return }
         switch state {
         case .connecting, .forwarding: break
-        case .idle, .refused: return
+        case .idle, .refused, .upgrading, .tunnel: return
         }
         updateTry { t in
             if t.status == nil { t.status = 504; t.failure = "timeout" }
@@ -380,7 +427,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                     upstream.channel.flush()
                 }
             }
-        case .idle, .refused:
+        case .idle, .refused, .upgrading, .tunnel:
             break
         }
     }
@@ -482,6 +529,21 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             // Informational answers (100, 103) are the upstream's business; the caller gets the final one.
             if head.status.code < 200 && head.status.code != 101 { return }
             updateTry { $0.status = Int(head.status.code) }
+            if head.status == .switchingProtocols {
+                guard websocket, requestComplete, case .forwarding = state else {
+                    // A 101 nobody asked for: the upstream's connection cannot be trusted as HTTP any more.
+                    record?.responseFlags = "UPE"
+                    record?.refusal = "upstream switched protocols without a WebSocket upgrade request"
+                    upstream?.channel.close(promise: nil)
+                    return
+                }
+                state = .upgrading
+                responseStarted = true
+                record?.status = 101
+                for name in ["keep-alive", "proxy-connection"] { head.headers.remove(name: name) }
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: head.headers))), promise: nil)
+                return
+            }
             if ForwardPlan.retryableStatuses.contains(head.status.code), mayRetry {
                 // Tried again elsewhere: this answer is read to its end and dropped.
                 updateTry { $0.failure = "status" }
@@ -512,6 +574,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context.flush()
             }
         case .end(let trailers):
+            if case .upgrading = state {
+                startTunnel(context: context)
+                return
+            }
             if discardingResponse {
                 discardingResponse = false
                 if let upstream, let target {
@@ -535,7 +601,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             if let upstream, let target {
                 upstream.owner = nil
-                if upstreamReusable && requestComplete { pool.release(upstream, target) } else { upstream.channel.close(promise: nil) }
+                if upstreamReusable && requestComplete && !upgradeRequested { pool.release(upstream, target) } else { upstream.channel.close(promise: nil) }
             }
             upstream = nil
             state = .idle
@@ -546,6 +612,51 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             log()
         }
+    }
+
+    /// The upgrade is complete: log it (status 101, as Kong does) and make both connections one byte tunnel.
+    private func startTunnel(context: ChannelHandlerContext) {
+        guard let upstream else { return }
+        responseComplete = true
+        upstream.owner = nil
+        self.upstream = nil
+        state = .tunnel
+        readingPausedForUpstream = false
+        upstreamReadingPaused = false
+        pendingFlush = false
+        context.flush()
+        log()
+        let downstream = context.channel
+        do {
+            try ProxyTunnel.splice(downstream: downstream, upstream: upstream.channel)
+        } catch {
+            upstream.channel.close(promise: nil)
+            downstream.close(promise: nil)
+        }
+    }
+
+    /// A head NIO's parser refused (see ``EdgeProtocolErrorHandler``): logged through the policy.
+    func malformed(method: String, target: String, status: Int, reason: String, bytesSent: Int) {
+        if record != nil {
+            // A request was in flight: it ends with the connection.
+            record?.responseFlags = "DPE"
+            log()
+        }
+        var r = MeshAccessRecord(
+            direction: direction, startNanos: MeshAccessRecord.nowNanos(), method: method, path: target, localSPIFFEID: localSPIFFEID)
+        r.requestID = Self.requestID()
+        r.downstreamRemote = connection.remoteAddress
+        r.downstreamLocal = connection.localAddress
+        if direction == .inbound {
+            r.peer = connection.peer
+            r.tlsVersion = connection.tlsVersion
+        }
+        r.status = status
+        r.refusal = reason
+        r.responseFlags = "DPE"
+        r.responseCodeDetails = "http1.codec_error"
+        r.bytesSent = bytesSent
+        policy.rejected(r, connection)
     }
 
     /// The upstream can take more of the request: read the caller again.

@@ -89,9 +89,8 @@ public final class Sidecar: Sendable {
         let policy = OutboundPolicy(configuration: configuration, telemetry: telemetry)
         let localID = configuration.spiffeID
         let channel = try await listen(host, port, "outbound.listen") { channel, connection in
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-            try channel.pipeline.syncOperations.addHandler(
-                ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .outbound))
+            try ProxyServerPipeline.configure(
+                channel, handler: ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .outbound))
         }
         return "http://\(Self.urlHost(host)):\(channel.localAddress?.port ?? port)"
     }
@@ -143,9 +142,8 @@ struct InboundSetup: Sendable {
     }
 
     func configureHTTP(_ channel: any Channel, _ connection: DownstreamConnection) throws {
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-        try channel.pipeline.syncOperations.addHandler(
-            ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound))
+        try ProxyServerPipeline.configure(
+            channel, handler: ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound))
     }
 }
 

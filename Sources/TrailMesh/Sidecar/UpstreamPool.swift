@@ -131,7 +131,8 @@ final class UpstreamPool: @unchecked Sendable {
                     } else {
                         verification.succeed(nil)
                     }
-                    try sync.addHTTPClientHandlers()
+                    // After a 101, the bytes read past the response head belong to the tunnel.
+                    try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
                 }
             }
         return bootstrap.connect(host: target.host, port: target.port).flatMapError { error in
@@ -205,7 +206,7 @@ final class OncePromise<Value: Sendable>: Sendable {
 }
 
 /// Hands an upstream's response parts to the proxy handler that owns the connection now.
-final class UpstreamRelay: ChannelInboundHandler {
+final class UpstreamRelay: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     let connection: UpstreamConnection
 

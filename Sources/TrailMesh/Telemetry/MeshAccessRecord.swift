@@ -77,6 +77,10 @@ public struct MeshAccessRecord: Sendable {
     /// Facts a proxy policy carries from `route` to `finished` for its own log (the gateway's consumer, route,
     /// refusal); not written by the Envoy or OTLP encoders.
     package var policyContext: (any Sendable)?
+    /// How many bytes of the request body the policy wants to see (set in `route`; 0: none). The proxy keeps
+    /// at most this prefix in ``capturedRequestBody`` while it streams the body on.
+    package var captureRequestBodyBytes = 0
+    package var capturedRequestBody: [UInt8] = []
 
     public init(direction: Direction, startNanos: Int64, method: String, path: String, localSPIFFEID: String) {
         self.direction = direction
