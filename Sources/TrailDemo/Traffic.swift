@@ -53,7 +53,8 @@ public final class TrafficGenerator: @unchecked Sendable {
     let progress: @Sendable (String) -> Void
     private let lock = NSLock()
     private var result = TrafficResult()
-    private var tasks: [Task<Void, Never>] = []
+    /// Requests sent and not answered yet (the run ends when they are).
+    private var inFlight = 0
 
     public init(estate: Estate, duration: Double, rate: Double, group: any EventLoopGroup, progress: @escaping @Sendable (String) -> Void) {
         self.estate = estate
@@ -169,8 +170,7 @@ public final class TrafficGenerator: @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(Int(1000 / rate)))
         }
         if Date() < partnerExpiry && !Task.isCancelled { progress("note: the run ended before the partner's certificate expired") }
-        let pending = lock.withLock { tasks }
-        for task in pending { await task.value }
+        while lock.withLock({ inFlight }) > 0 { try? await Task.sleep(for: .milliseconds(50)) }
         return lock.withLock { result }
     }
 
@@ -193,12 +193,12 @@ public final class TrafficGenerator: @unchecked Sendable {
         let traceID = SampleService.randomHex(16)
         let traceparent = "00-\(traceID)-\(SampleService.randomHex(8))-01"
         record(traceID, label)
-        let task = Task {
+        lock.withLock { inFlight += 1 }
+        Task {
             let status = (try? await client.request(
                 method, endpoint, path: path, headers: headers + [("traceparent", traceparent)], body: Array(body.utf8), localAddress: address))?.status ?? 0
             self.count(status)
         }
-        lock.withLock { tasks.append(task) }
     }
 
     /// Makes `service` call `target` on its own, in a new trace (its control endpoint).
@@ -211,11 +211,11 @@ public final class TrafficGenerator: @unchecked Sendable {
             ("x-demo-path", path), ("x-demo-trace-id", traceID),
         ]
         let client = HTTPSClient(group: group, timeout: .seconds(10)) { nil }
-        let task = Task {
+        lock.withLock { inFlight += 1 }
+        Task {
             let status = (try? await client.request(.POST, endpoint, path: "/_demo/call", headers: headers))?.status ?? 0
             self.count(status)
         }
-        lock.withLock { tasks.append(task) }
     }
 
     private func record(_ traceID: String, _ label: Label) {
@@ -230,6 +230,7 @@ public final class TrafficGenerator: @unchecked Sendable {
     private func count(_ status: Int) {
         let key = status == 0 ? "failed" : "\(status / 100)xx"
         lock.withLock {
+            inFlight -= 1
             result.requests += 1
             result.byStatusClass[key, default: 0] += 1
         }
