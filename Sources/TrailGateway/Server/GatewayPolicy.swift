@@ -249,7 +249,9 @@ package final class GatewayPolicy: ProxyPolicy {
         log.credentialNames = configuration.keyAuth.keyNames
         log.clientCertificate = facts.clientCertificate
         log.httpVersion = record.httpVersion
-        if facts.backend?.grpc == true || record.grpcStatus != nil {
+        // A gRPC call: to a grpc backend, answered with a grpc-status, or refused here before it got one.
+        let grpcRequest = facts.requestHeaders.contains { $0.name == "content-type" && $0.value.lowercased().hasPrefix("application/grpc") }
+        if facts.backend?.grpc == true || record.grpcStatus != nil || grpcRequest {
             log.grpc = GRPCCall(path: facts.target, status: record.grpcStatus, message: record.grpcMessage)
         }
         switch facts.graphqlBody {
