@@ -275,7 +275,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             record = nil
             return
         }
+        // The HTTP/2 codec frames a body without Content-Length as chunked for HTTP/1.1 upstreams; the caller sent
+        // no such header, so the policy (and the log) does not see it.
+        let codecFraming = http2 ? head.headers["transfer-encoding"] : []
+        if http2 { head.headers.remove(name: "transfer-encoding") }
         let route = policy.route(&head, &r, connection)
+        for value in codecFraming { head.headers.add(name: "transfer-encoding", value: value) }
         record = r
         if acceptsTrailers || http2 {
             if case .forwardPlan(let p) = route, p.targets.contains(where: { $0.http2 }) {
