@@ -58,6 +58,7 @@ struct GatewayHTTP2Tests {
         _ = try M.trail(["ca", "init", "--dir", "ca", "--trust-domain", "shop.example"], in: e.dir)
         _ = try M.trail(["ca", "issue", "--dir", "ca", "--spiffe-id", "spiffe://shop.example/edge", "--ip", "127.0.0.1", "--out", "edge"], in: e.dir)
         let app = try e.python("mesh/app.py", ["0", "catalog"], "app")
+        let files = try e.python("gateway/upstreams.py", ["http", "0"], "files")
         try """
             listen: 127.0.0.1:0
             tls: {cert: edge/svid.pem, key: edge/svid.key}
@@ -66,6 +67,11 @@ struct GatewayHTTP2Tests {
               - username: alice
                 credentials: {key-auth: [{key_sha256: \(try e.keyHash)}]}
             routes:
+              - name: files
+                rules:
+                  - matches: [{path: {type: PathPrefix, value: /big}}, {path: {type: PathPrefix, value: /upload}}]
+                    backendRefs: [{name: files, host: 127.0.0.1, port: \(files.lines[0].split(separator: " ")[1])}]
+                auth: {anonymous: true}
               - name: catalog
                 rules:
                   - backendRefs: [{name: catalog, host: 127.0.0.1, port: \(app.lines[0].split(separator: " ")[1])}]
@@ -73,6 +79,20 @@ struct GatewayHTTP2Tests {
             """.write(to: e.dir.appendingPathComponent("gateway.yaml"), atomically: true, encoding: .utf8)
         let gateway = try e.start(CLI.binary, ["gateway", "--config", "gateway.yaml"], "gateway")
         #expect(gateway.url.hasPrefix("https://127.0.0.1:"))
+
+        // Flow control both ways over HTTP/2 to an HTTP/1.1 backend: a 24 MiB download, then an 8 MiB upload.
+        let size = 24 << 20
+        let download = try M.run("/usr/bin/curl", ["-sS", "--http2", "--cacert", "ca/bundle.pem", "-o", "big.bin", "-w", "%{http_version} %{response_code} %{size_download}",
+                                                   "\(gateway.url)/big/\(size)"], in: e.dir).1
+        #expect(download == "2 200 \(size)", "\(download) \(gateway.stderr)")
+        let big = try Data(contentsOf: e.dir.appendingPathComponent("big.bin"))
+        #expect(big.count == size && big.prefix(16) == Data("0123456789abcdef".utf8) && big.suffix(16) == Data("0123456789abcdef".utf8))
+        try Data(repeating: 0x61, count: 8 << 20).write(to: e.dir.appendingPathComponent("upload.bin"))
+        let upload = try M.run("/usr/bin/curl", ["-sS", "--http2", "--cacert", "ca/bundle.pem", "--data-binary", "@upload.bin", "-w", "\n%{http_version} %{response_code}",
+                                                 "\(gateway.url)/upload"], in: e.dir).1
+        #expect(upload.hasSuffix("\n2 200"), "\(upload)")
+        let uploaded = try? JSONParser.parse(Array(upload.split(separator: "\n")[0].utf8))
+        #expect(uploaded?["body_bytes"]?.int == Int64(8 << 20), "\(upload)")
 
         // Four concurrent streams multiplexed on one connection (curl waits to multiplex with --parallel); three
         // carry the key, one does not.
@@ -101,10 +121,12 @@ struct GatewayHTTP2Tests {
                                              "\(gateway.url)/items/h1?apikey=\(e.key)"], in: e.dir).1
         #expect(h1 == "1.1 200", "\(h1)")
 
-        let lines = e.log(atLeast: 5)
-        #expect(lines.count == 5)
-        let h2Lines = lines.filter { $0["request"]?["http_version"]?.string == "2" }
+        let lines = e.log(atLeast: 7)
+        #expect(lines.count == 7)
+        let h2Lines = lines.filter { $0["request"]?["http_version"]?.string == "2" && $0["route"]?["name"]?.string == "catalog" }
         #expect(h2Lines.count == 4, "\(lines)")
+        let sizes = lines.filter { $0["route"]?["name"]?.string == "files" }.map { ($0["request"]?["size"]?.int ?? 0, $0["response"]?["size"]?.int ?? 0) }
+        #expect(sizes.contains { $0.1 == Int64(size) } && sizes.contains { $0.0 >= Int64(8 << 20) }, "\(sizes)")
         let accepted = h2Lines.filter { $0["response"]?["status"]?.int == 200 }
         #expect(accepted.count == 3)
         #expect(accepted.allSatisfy { $0["consumer"]?["username"]?.string == "alice" && $0["credential_type"]?.string == "key-auth" })
