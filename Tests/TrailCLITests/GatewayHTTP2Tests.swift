@@ -185,7 +185,7 @@ struct GatewayHTTP2Tests {
               spiffe_id: spiffe://shop.example/ns/edge/sa/gateway
               trust_bundle: ca/bundle.pem
               svid: {cert: gateway/svid.pem, key: gateway/svid.key}
-            telemetry: {access_log: gateway-access.ndjson}
+            telemetry: {access_log: gateway-access.ndjson, spans_file: gateway-spans.ndjson}
             consumers:
               - username: alice
                 credentials: {key-auth: [{key_sha256: \(try e.keyHash)}]}
@@ -279,11 +279,15 @@ struct GatewayHTTP2Tests {
         // The RPC method is the chain hop's operation after ingest.
         let trace = say?["trace_id"]?["w3c"]?.string ?? ""
         let db = e.dir.appendingPathComponent("trail.db").path
-        _ = try M.trail(["ingest", "--db", db, "-q", "gateway-access.ndjson"], in: e.dir)
+        let spans = (try? String(contentsOf: e.dir.appendingPathComponent("gateway-spans.ndjson"), encoding: .utf8)) ?? ""
+        let saySpan = spans.split(separator: "\n").first { $0.contains(trace) } ?? ""
+        #expect(saySpan.contains(#"{"key":"rpc.method","value":{"stringValue":"Say"}}"#), "\(saySpan)")
+        #expect(saySpan.contains(#"{"key":"network.protocol.version","value":{"stringValue":"2"}}"#), "\(saySpan)")
+        _ = try M.trail(["ingest", "--db", db, "-q", "gateway-access.ndjson", "gateway-spans.ndjson"], in: e.dir)
         let (chainStatus, chainOut, chainErr) = try M.run(CLI.binary.path, ["chain", trace, "--db", db, "--format", "json"], in: e.dir)
         #expect(chainStatus == 0, "\(chainErr)")
         let chain = try? JSONParser.parse(Array(chainOut.utf8))
         #expect(chain?["origin"]?["principal"]?.string == "alice", "\(chainOut)")
-        #expect(chain?["hops"]?.array?.contains { $0["operation"]?.string == "/demo.Echo/Say" } == true, "\(chainOut)")
+        #expect(chain?["hops"]?.array?.contains { $0["operation"]?.string == "demo.Echo/Say" } == true, "\(chainOut)")
     }
 }

@@ -19,7 +19,8 @@ import TrailCore
 ///   (hex), `sha256`, `not_before` / `not_after` (RFC 3339 or epoch seconds), `uri_sans`, `subject`.
 /// - operation (Trail extension, `trail gateway` writes it on GraphQL routes): `graphql.operation_type` and
 ///   `graphql.operation_name`, joined by a space (`mutation CreateOrder`, `query`).
-///   On a gRPC backend, the RPC method `/package.Service/Method` from `grpc.service` and `grpc.method`.
+///   On a gRPC call, the RPC method `package.Service/Method` from `grpc.service` and `grpc.method`, as the OTLP
+///   mapper writes `rpc.service`/`rpc.method`.
 /// - principal, policy: see ``KongLogParser/principal(_:headers:)`` and the code.
 public struct KongLogParser: Sendable {
     public init() {}
@@ -123,7 +124,7 @@ public struct KongLogParser: Sendable {
         if let grpc = v["grpc"], grpc.object != nil, let service = grpc["service"]?.string, let method = grpc["method"]?.string,
             !service.isEmpty, !method.isEmpty
         {
-            obs.operation = "/\(service)/\(method)"
+            obs.operation = "\(service)/\(method)"
         }
         obs.responseFlags = v["source"]?.text
 

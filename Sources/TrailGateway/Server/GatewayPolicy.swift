@@ -313,6 +313,8 @@ package final class GatewayPolicy: ProxyPolicy {
         if let last = log.upstream?.tries.last { span.upstreamAddress = "\(last.ip):\(last.port)" }
         span.refusalReason = refusal
         span.tries = record.tries.count
+        span.httpVersion = record.httpVersion
+        span.grpc = log.grpc
         spans.record(span)
     }
 
