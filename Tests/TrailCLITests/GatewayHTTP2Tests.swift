@@ -46,9 +46,10 @@ struct GatewayHTTP2Tests {
             return lines
         }
 
-        func grpc(_ target: String, _ method: String, _ payload: String, _ metadata: [String] = []) throws -> JSONValue? {
+        func grpc(_ target: String, _ method: String, _ payload: String, _ metadata: [String] = [], ca: String? = nil) throws -> JSONValue? {
             let script = CLI.root.appendingPathComponent("fixtures/gateway/grpc_app.py").path
-            let out = try M.run("/usr/bin/env", ["python3", script, "call", target, method, payload] + metadata, in: dir).1
+            let env = ca.map { ["GRPC_CA=\($0)"] } ?? []
+            let out = try M.run("/usr/bin/env", env + ["python3", script, "call", target, method, payload] + metadata, in: dir).1
             return try? JSONParser.parse(Array(out.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
         }
     }
@@ -59,6 +60,7 @@ struct GatewayHTTP2Tests {
         _ = try M.trail(["ca", "issue", "--dir", "ca", "--spiffe-id", "spiffe://shop.example/edge", "--ip", "127.0.0.1", "--out", "edge"], in: e.dir)
         let app = try e.python("mesh/app.py", ["0", "catalog"], "app")
         let files = try e.python("gateway/upstreams.py", ["http", "0"], "files")
+        let echo = try e.python("gateway/grpc_app.py", ["serve", "0"], "grpc-server")
         try """
             listen: 127.0.0.1:0
             tls: {cert: edge/svid.pem, key: edge/svid.key}
@@ -67,6 +69,11 @@ struct GatewayHTTP2Tests {
               - username: alice
                 credentials: {key-auth: [{key_sha256: \(try e.keyHash)}]}
             routes:
+              - name: echo
+                rules:
+                  - matches: [{path: {type: PathPrefix, value: /demo.Echo/}}]
+                    backendRefs: [{name: echo, host: 127.0.0.1, port: \(echo.lines[0].split(separator: " ")[1]), protocol: grpc}]
+                auth: {methods: [key-auth]}
               - name: files
                 rules:
                   - matches: [{path: {type: PathPrefix, value: /big}}, {path: {type: PathPrefix, value: /upload}}]
@@ -79,6 +86,14 @@ struct GatewayHTTP2Tests {
             """.write(to: e.dir.appendingPathComponent("gateway.yaml"), atomically: true, encoding: .utf8)
         let gateway = try e.start(CLI.binary, ["gateway", "--config", "gateway.yaml"], "gateway")
         #expect(gateway.url.hasPrefix("https://127.0.0.1:"))
+
+        // gRPC over edge TLS (ALPN h2) with grpcio's TLS channel, to an h2c backend.
+        let target = String(gateway.url.dropFirst("https://".count))
+        let tlsCall = try e.grpc(target, "/demo.Echo/Say", "over tls", ["apikey=\(e.key)"], ca: "ca/bundle.pem")
+        #expect(tlsCall?["code"]?.int == 0, "\(String(describing: tlsCall)) \(gateway.stderr)")
+        #expect(tlsCall?["responses"]?.array?.first?.string == "echo:over tls")
+        let tlsDenied = try e.grpc(target, "/demo.Echo/Say", "deny", ["apikey=\(e.key)"], ca: "ca/bundle.pem")
+        #expect(tlsDenied?["code"]?.int == 7, "\(String(describing: tlsDenied))")
 
         // Flow control both ways over HTTP/2 to an HTTP/1.1 backend: a 24 MiB download, then an 8 MiB upload.
         let size = 24 << 20
@@ -143,8 +158,11 @@ struct GatewayHTTP2Tests {
                                              "\(gateway.url)/items/h1?apikey=\(e.key)"], in: e.dir).1
         #expect(h1 == "1.1 200", "\(h1)")
 
-        let lines = e.log(atLeast: 8)
-        #expect(lines.count == 8)
+        let lines = e.log(atLeast: 10)
+        #expect(lines.count == 10)
+        let tlsGRPC = lines.filter { $0["route"]?["name"]?.string == "echo" }
+        #expect(tlsGRPC.compactMap { $0["grpc"]?["status"]?.int } == [0, 7], "\(tlsGRPC)")
+        #expect(tlsGRPC.allSatisfy { $0["request"]?["http_version"]?.string == "2" && $0["request"]?["url"]?.string?.hasPrefix("https://") == true })
         let h2Lines = lines.filter { $0["request"]?["http_version"]?.string == "2" && $0["route"]?["name"]?.string == "catalog" }
         #expect(h2Lines.count == 4, "\(lines)")
         let sizes = lines.filter { $0["route"]?["name"]?.string == "files" }.map { ($0["request"]?["size"]?.int ?? 0, $0["response"]?["size"]?.int ?? 0) }
