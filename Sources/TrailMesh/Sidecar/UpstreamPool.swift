@@ -40,6 +40,8 @@ final class UpstreamConnection: @unchecked Sendable {
     var owner: ProxyHandler?
     /// Called once when the TLS handshake with the upstream completes.
     var handshakeDone: (() -> Void)?
+    /// Called instead when the handshake completed but the connection cannot be used (no `h2` by ALPN).
+    var handshakeRefused: ((UpstreamFailure) -> Void)?
     /// The serial of the SVID this connection presented (mTLS upstreams): after a rotation, connections made
     /// with the previous SVID are not reused, so none outlives the certificate it was opened with.
     var localSerial: String?
@@ -247,6 +249,7 @@ final class UpstreamPool: @unchecked Sendable {
                 }
             }
             connection.handshakeDone = { handshake.succeed(connection) }
+            connection.handshakeRefused = { handshake.fail($0) }
             return handshake.futureResult
         }
     }
@@ -350,11 +353,16 @@ final class UpstreamHandshakeObserver: ChannelInboundHandler, RemovableChannelHa
         if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
             connection.tlsVersion = (try? context.pipeline.syncOperations.nioSSL_tlsVersion()).flatMap { $0 }.map(UpstreamPool.tlsName)
             let done = connection.handshakeDone
+            let refused = connection.handshakeRefused
             connection.handshakeDone = nil
+            connection.handshakeRefused = nil
             if negotiated == "h2" {
                 done?()
             } else {
                 // gRPC needs HTTP/2; an upstream that did not choose h2 by ALPN cannot carry it.
+                refused?(UpstreamFailure(
+                    flags: "UF", details: "upstream did not select h2 by ALPN (\(negotiated ?? "no protocol")); a grpc backend needs HTTP/2",
+                    peer: connection.peer))
                 context.close(promise: nil)
             }
         }
@@ -363,10 +371,16 @@ final class UpstreamHandshakeObserver: ChannelInboundHandler, RemovableChannelHa
 
     func channelInactive(context: ChannelHandlerContext) {
         connection.handshakeDone = nil
+        connection.handshakeRefused = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // E.g. the upstream's `no_application_protocol` alert: it does not speak h2.
+        let refused = connection.handshakeRefused
+        connection.handshakeDone = nil
+        connection.handshakeRefused = nil
+        refused?(UpstreamFailure(flags: "UF", details: "TLS handshake with the upstream failed (a grpc backend needs h2 by ALPN): \(error)", peer: connection.peer))
         context.close(promise: nil)
     }
 }
