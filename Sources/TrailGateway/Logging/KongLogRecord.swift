@@ -8,7 +8,9 @@ import TrailMesh
 /// certificate `request.tls.client_certificate` (`serial`, `sha256`, `subject`, `uri_sans`, `spiffe_id`,
 /// `not_before`, `not_after`) next to Kong's `request.tls.client_verify` (`SUCCESS`,
 /// `FAILED:certificate has expired`, `FAILED:certificate is not yet valid`) and `request.tls.version`; on a
-/// `graphql: true` route, `graphql` (`operation_type`: query, mutation or subscription; `operation_name`).
+/// `graphql: true` route, `graphql` (`operation_type`: query, mutation or subscription; `operation_name`); the
+/// caller's HTTP version as `request.http_version` (`1.1`, `2`); and for a gRPC call `grpc` (`service`, `method`,
+/// `status`: the answer's `grpc-status` as a number, `message`: its `grpc-message`).
 ///
 /// Credentials never reach the output: the values of `authorization`, `proxy-authorization`, `cookie`,
 /// `set-cookie`, `apikey` and the configured key names are replaced by `REDACTED` in headers, and those query

@@ -92,6 +92,12 @@ package struct ForwardPlan: Sendable {
 /// A WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, GET, HTTP/1.1) is passed on with its
 /// upgrade headers; when the upstream answers 101, the request is logged and both connections become a byte
 /// tunnel (``ProxyTunnel``). Other upgrade protocols (h2c: a known smuggling route through proxies) are stripped.
+///
+/// At the edge, one handler also serves each HTTP/2 stream (`http2`), behind ``HTTP2FramePayloadToHTTP1ServerCodec``:
+/// the stream is one request, forwarded as HTTP/1.1 to an HTTP/1.1 upstream or as a stream of an HTTP/2 upstream
+/// connection (gRPC backends, ``UpstreamTarget/http2``), trailers included. WebSocket over HTTP/2 (RFC 8441) is not
+/// offered: SETTINGS_ENABLE_CONNECT_PROTOCOL is never sent, so the HTTP/2 layer resets an extended CONNECT, and any
+/// CONNECT that gets this far is answered 501.
 final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
