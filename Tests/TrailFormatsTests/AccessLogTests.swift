@@ -41,6 +41,15 @@ struct KongLogTests {
         #expect(parser.parse(Array(anonymous.utf8)).first?.record?.observations.first?.operation == "query")
     }
 
+    @Test func grpcMethodExtension() throws {
+        let line = #"{"started_at": 1726783839538, "request": {"method": "POST", "uri": "/demo.Echo/Say", "headers": {}, "http_version": "2"}, "response": {"status": 200}, "grpc": {"service": "demo.Echo", "method": "Say", "status": 7}}"#
+        let o = try #require(parser.parse(Array(line.utf8)).first?.record?.observations.first)
+        #expect(o.operation == "demo.Echo/Say")
+        #expect(o.path == "/demo.Echo/Say")
+        let noMethod = #"{"started_at": 1726783839538, "grpc": {"status": 0}}"#
+        #expect(parser.parse(Array(noMethod.utf8)).first?.record?.observations.first?.operation == nil)
+    }
+
     @Test func singleObjectRecord() throws {
         let input = try accessLogFixture("kong_http_log_single.json")
         let results = parser.parse(input)

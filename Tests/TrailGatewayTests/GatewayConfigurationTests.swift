@@ -56,6 +56,8 @@ import TrailMesh
     static let invalid: [(String, String, String)] = [
         ("unknown top-level key", "listne: 1\n" + base, "t.yaml: listne (line 1): unknown key"),
         ("bad listen", "listen: nowhere\n" + base, "t.yaml: listen (line 1): 'nowhere' is not HOST:PORT"),
+        ("unknown backend protocol", base.replacingOccurrences(of: "port: 80}", with: "port: 80, protocol: h2c}"),
+         "t.yaml: routes[0].rules[0].backendRefs[0].protocol (line 5): protocol 'h2c' is not supported: use http (HTTP/1.1, the default) or grpc (HTTP/2)"),
         ("backend spiffe_id without mesh", base.replacingOccurrences(of: "port: 80}", with: "port: 80, spiffe_id: spiffe://shop.example/ns/shop/sa/a}"),
          "a backendRef has spiffe_id, so the gateway needs its own SVID"),
         ("backend spiffe_id not a SPIFFE ID", "mesh: {spiffe_id: spiffe://shop.example/gw, trust_bundle: b.pem, svid: {cert: c.pem, key: k.pem}}\n"

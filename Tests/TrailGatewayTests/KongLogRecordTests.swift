@@ -49,6 +49,14 @@ import TrailMesh
         return try #require(parsed.observations.first)
     }
 
+    @Test func grpcCallFromItsPath() {
+        #expect(GRPCCall(path: "/demo.Echo/Say", status: "0", message: nil) == GRPCCall(service: "demo.Echo", method: "Say", status: "0"))
+        #expect(GRPCCall(path: "/api/items/1", status: nil, message: nil) == GRPCCall(service: nil, method: nil, status: nil))
+        #expect(GRPCCall(path: "/x/", status: nil, message: nil).method == nil)
+        let json = GRPCCall(service: "demo.Echo", method: "Count", status: "15", message: "lost").json.serialized()
+        #expect(json == #"{"service":"demo.Echo","method":"Count","status":15,"message":"lost"}"#)
+    }
+
     @Test func trailsOwnParserReadsAnAuthenticatedRecord() throws {
         let caller = AuthenticatedCaller(consumer: "alice", kind: .keyAuth, credentialID: "key-auth:0572c17e")
         let line = Self.record(caller: caller, kind: .keyAuth, status: 200).line

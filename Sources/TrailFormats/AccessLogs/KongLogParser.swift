@@ -19,6 +19,8 @@ import TrailCore
 ///   (hex), `sha256`, `not_before` / `not_after` (RFC 3339 or epoch seconds), `uri_sans`, `subject`.
 /// - operation (Trail extension, `trail gateway` writes it on GraphQL routes): `graphql.operation_type` and
 ///   `graphql.operation_name`, joined by a space (`mutation CreateOrder`, `query`).
+///   On a gRPC call, the RPC method `package.Service/Method` from `grpc.service` and `grpc.method`, as the OTLP
+///   mapper writes `rpc.service`/`rpc.method`.
 /// - principal, policy: see ``KongLogParser/principal(_:headers:)`` and the code.
 public struct KongLogParser: Sendable {
     public init() {}
@@ -118,6 +120,11 @@ public struct KongLogParser: Sendable {
         if let graphql = v["graphql"], graphql.object != nil {
             let parts = [graphql["operation_type"]?.string, graphql["operation_name"]?.string].compactMap { $0 }.filter { !$0.isEmpty }
             if !parts.isEmpty { obs.operation = parts.joined(separator: " ") }
+        }
+        if let grpc = v["grpc"], grpc.object != nil, let service = grpc["service"]?.string, let method = grpc["method"]?.string,
+            !service.isEmpty, !method.isEmpty
+        {
+            obs.operation = "\(service)/\(method)"
         }
         obs.responseFlags = v["source"]?.text
 

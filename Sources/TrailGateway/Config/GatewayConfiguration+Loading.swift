@@ -275,7 +275,7 @@ extension GatewayConfiguration {
     }
 
     private static func parseBackend(_ node: ConfigNode) throws -> BackendRef {
-        let m = try node.mapping(allowed: ["name", "host", "port", "weight", "spiffe_id"])
+        let m = try node.mapping(allowed: ["name", "host", "port", "weight", "spiffe_id", "protocol"])
         let name = try required(m, "name", in: node).string()
         let portNode = try required(m, "port", in: node)
         let port = try portNode.int()
@@ -292,6 +292,13 @@ extension GatewayConfiguration {
                 throw idNode.fail("'\(id)' is not a workload SPIFFE ID such as spiffe://shop.example/ns/shop/sa/orders")
             }
             backend.spiffeID = id
+        }
+        if let protocolNode = m["protocol"] {
+            switch try protocolNode.string() {
+            case "http": backend.grpc = false
+            case "grpc": backend.grpc = true
+            case let other: throw protocolNode.fail("protocol '\(other)' is not supported: use http (HTTP/1.1, the default) or grpc (HTTP/2)")
+            }
         }
         return backend
     }

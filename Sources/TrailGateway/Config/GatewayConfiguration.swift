@@ -148,6 +148,9 @@ package struct BackendRef: Sendable, Equatable {
     package var weight: Int
     /// Non-nil: the upstream connection is mTLS with the gateway's SVID and the backend must present this ID.
     package var spiffeID: String? = nil
+    /// `protocol`: `http` (HTTP/1.1, the default) or `grpc` (HTTP/2 end to end, trailers kept: h2c to a plain
+    /// backend, h2 by ALPN over mTLS when `spiffe_id` is set).
+    package var grpc: Bool = false
 }
 
 /// `listen`, `tls`, `mesh` and `telemetry`: what the `trail gateway` server needs besides routing.

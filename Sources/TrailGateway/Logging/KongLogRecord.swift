@@ -8,7 +8,9 @@ import TrailMesh
 /// certificate `request.tls.client_certificate` (`serial`, `sha256`, `subject`, `uri_sans`, `spiffe_id`,
 /// `not_before`, `not_after`) next to Kong's `request.tls.client_verify` (`SUCCESS`,
 /// `FAILED:certificate has expired`, `FAILED:certificate is not yet valid`) and `request.tls.version`; on a
-/// `graphql: true` route, `graphql` (`operation_type`: query, mutation or subscription; `operation_name`).
+/// `graphql: true` route, `graphql` (`operation_type`: query, mutation or subscription; `operation_name`); the
+/// caller's HTTP version as `request.http_version` (`1.1`, `2`); and for a gRPC call `grpc` (`service`, `method`,
+/// `status`: the answer's `grpc-status` as a number, `message`: its `grpc-message`).
 ///
 /// Credentials never reach the output: the values of `authorization`, `proxy-authorization`, `cookie`,
 /// `set-cookie`, `apikey` and the configured key names are replaced by `REDACTED` in headers, and those query
@@ -150,6 +152,11 @@ package struct KongLogRecord: Sendable {
     package var clientCertificate: ClientCertificate?
     /// A GraphQL route's operation (Trail extension `graphql`: `operation_type`, `operation_name`).
     package var graphql: GraphQLOperation?
+    /// The caller's HTTP version (`1.1`, `2`): Trail extension `request.http_version` (Kong's record has no such
+    /// field; its OpenTelemetry span calls it `http.flavor`).
+    package var httpVersion: String?
+    /// A gRPC call (Trail extension `grpc`: `service`, `method`, `status`, `message`).
+    package var grpc: GRPCCall?
 
     package init(
         requestID: String, traceID: String?, method: String, host: String, port: Int, target: String,
@@ -192,6 +199,7 @@ package struct KongLogRecord: Sendable {
             ("querystring", .object(query.map { ($0.name, .string(secrets.contains($0.name.lowercased()) ? "REDACTED" : $0.value)) })),
             ("headers", .object(requestHeaderMembers)),
         ]
+        if let httpVersion { request.append(("http_version", .string(httpVersion))) }
         if let certificate = clientCertificate {
             var tls: [(String, JSONValue)] = [("client_verify", .string(certificate.clientVerify))]
             if let version = certificate.tlsVersion { tls.append(("version", .string(version))) }
@@ -246,6 +254,7 @@ package struct KongLogRecord: Sendable {
             if let name = graphql.name { members.append(("operation_name", .string(name))) }
             root.append(("graphql", .object(members)))
         }
+        if let grpc { root.append(("grpc", grpc.json)) }
         root += [
             ("client_ip", .string(clientIP)),
             ("started_at", .int(startedAtMillis)),
@@ -285,5 +294,43 @@ package struct KongLogRecord: Sendable {
             return secrets.contains(decoded.lowercased()) ? "\(name)=REDACTED" : String(pair)
         }
         return String(target[...q]) + pairs.joined(separator: "&")
+    }
+}
+
+/// A gRPC call as the gateway saw it: the RPC method from the path `/package.Service/Method` and the
+/// `grpc-status` (and `grpc-message`) of the answer's trailers.
+package struct GRPCCall: Sendable, Equatable {
+    /// `package.Service`; nil when the path is not a gRPC method path.
+    package var service: String?
+    package var method: String?
+    /// `grpc-status` as sent (a decimal code, `0` is OK); nil when the upstream sent none (e.g. refused at the edge).
+    package var status: String?
+    package var message: String?
+
+    package init(service: String?, method: String?, status: String?, message: String? = nil) {
+        self.service = service
+        self.method = method
+        self.status = status
+        self.message = message
+    }
+
+    /// - Parameter path: the request target, `/package.Service/Method` (a query, which gRPC never sends, is ignored).
+    package init(path: String, status: String?, message: String?) {
+        let bare = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? path
+        let parts = bare.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 3, parts[0].isEmpty, !parts[1].isEmpty, !parts[2].isEmpty {
+            self.init(service: String(parts[1]), method: String(parts[2]), status: status, message: message)
+        } else {
+            self.init(service: nil, method: nil, status: status, message: message)
+        }
+    }
+
+    var json: JSONValue {
+        var members: [(String, JSONValue)] = []
+        if let service { members.append(("service", .string(service))) }
+        if let method { members.append(("method", .string(method))) }
+        if let status { members.append(("status", Int64(status).map { JSONValue.int($0) } ?? JSONValue.string(status))) }
+        if let message, !message.isEmpty { members.append(("message", .string(message))) }
+        return .object(members)
     }
 }

@@ -184,7 +184,7 @@ package final class GatewayPolicy: ProxyPolicy {
             if !authority.isEmpty { head.headers.replaceOrAdd(name: "x-forwarded-host", value: authority) }
             record.upstreamCluster = backend.name
             let plan = ForwardPlan(
-                targets: facts.backends.map { UpstreamTarget(host: $0.host, port: $0.port, expectedSPIFFEID: $0.spiffeID) },
+                targets: facts.backends.map { UpstreamTarget(host: $0.host, port: $0.port, expectedSPIFFEID: $0.spiffeID, http2: $0.grpc) },
                 retries: rule.retryAttempts, idempotent: ForwardPlan.idempotentMethods.contains(head.method.rawValue),
                 requestTimeout: rule.timeouts.request.map(Self.timeAmount), tryTimeout: rule.timeouts.backendRequest.map(Self.timeAmount),
                 responseHeaders: forward.headers.map { ($0.name, $0.value) } + [("x-kong-request-id", requestID)],
@@ -248,6 +248,12 @@ package final class GatewayPolicy: ProxyPolicy {
         log.refusalReason = refusal
         log.credentialNames = configuration.keyAuth.keyNames
         log.clientCertificate = facts.clientCertificate
+        log.httpVersion = record.httpVersion
+        // A gRPC call: to a grpc backend, answered with a grpc-status, or refused here before it got one.
+        let grpcRequest = facts.requestHeaders.contains { $0.name == "content-type" && $0.value.lowercased().hasPrefix("application/grpc") }
+        if facts.backend?.grpc == true || record.grpcStatus != nil || grpcRequest {
+            log.grpc = GRPCCall(path: facts.target, status: record.grpcStatus, message: record.grpcMessage)
+        }
         switch facts.graphqlBody {
         case .json?: log.graphql = GraphQLOperation.fromJSON(record.capturedRequestBody)
         case .document?:
@@ -279,7 +285,8 @@ package final class GatewayPolicy: ProxyPolicy {
             let backend = answering ?? first
             log.upstream = KongLogRecord.Upstream(
                 serviceName: backend.name, host: backend.host, port: backend.port,
-                protocolName: backend.spiffeID == nil ? "http" : "https", uri: facts.upstreamURI ?? facts.target, tries: tries)
+                protocolName: (backend.grpc ? "grpc" : "http") + (backend.spiffeID == nil ? "" : "s"), uri: facts.upstreamURI ?? facts.target,
+                tries: tries)
             let statuses = record.tries.compactMap { $0.status.map(String.init) }
             if !statuses.isEmpty { log.upstreamStatus = statuses.joined(separator: ", ") }
             if record.refusal == nil { log.proxyLatencyMillis = max(0, durationMillis - facts.edgeMillis) }
@@ -306,6 +313,8 @@ package final class GatewayPolicy: ProxyPolicy {
         if let last = log.upstream?.tries.last { span.upstreamAddress = "\(last.ip):\(last.port)" }
         span.refusalReason = refusal
         span.tries = record.tries.count
+        span.httpVersion = record.httpVersion
+        span.grpc = log.grpc
         spans.record(span)
     }
 

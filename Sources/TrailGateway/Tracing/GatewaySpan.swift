@@ -37,6 +37,10 @@ package struct GatewaySpan: Sendable {
     package var refusalReason: String?
     /// Number of upstream tries.
     package var tries: Int = 0
+    /// The caller's HTTP version (`network.protocol.version`: `1.1`, `2`).
+    package var httpVersion: String?
+    /// A gRPC call: `rpc.system` grpc, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`.
+    package var grpc: GRPCCall?
 
     package init(
         traceID: String, spanID: String, parentSpanID: String?, startNanos: Int64, endNanos: Int64, method: String,
@@ -89,6 +93,11 @@ package struct GatewaySpan: Sendable {
             attr("authenticated_entity.id", credentialID), attr("kong.credential_type", credentialKind?.rawValue),
             attr("upstream_address", upstreamAddress), attr("trail.refusal", refusalReason),
         ].compactMap { $0 }
+        if let httpVersion, let a = attr("network.protocol.version", httpVersion) { attributes.append(a) }
+        if let grpc {
+            attributes += [attr("rpc.system", "grpc"), attr("rpc.service", grpc.service), attr("rpc.method", grpc.method)].compactMap { $0 }
+            if let code = grpc.status.flatMap({ Int($0) }) { attributes.append(intAttr("rpc.grpc.status_code", code)) }
+        }
         attributes.append(intAttr("http.response.status_code", status))
         if tries > 0 { attributes.append(intAttr("kong.tries", tries)) }
         var span: [(String, JSONValue)] = [("traceId", .string(traceID)), ("spanId", .string(spanID))]

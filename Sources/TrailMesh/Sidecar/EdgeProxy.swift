@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import NIOTLS
@@ -76,6 +77,8 @@ package final class EdgeProxyServer: Sendable {
                 var configuration = TLSConfiguration.makeServerConfiguration(
                     certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificatePath).map { .certificate($0) },
                     privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.keyPath, format: .pem)))
+                // HTTP/2 first, as browsers and gRPC clients ask; HTTP/1.1 for the rest (and without ALPN).
+                configuration.applicationProtocols = ["h2", "http/1.1"]
                 if let ca = tls.clientCAPath {
                     configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
                     configuration.certificateVerification = .optionalVerification
@@ -100,9 +103,26 @@ package final class EdgeProxyServer: Sendable {
                 }
                 try sync.addHandler(EdgeHandshakeObserver(connection: connection))
             }
-            try ProxyServerPipeline.configure(
-                channel, handler: ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound),
-                edge: limits)
+            let http1: @Sendable (any Channel) throws -> Void = { channel in
+                try ProxyServerPipeline.configure(
+                    channel, handler: ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound),
+                    edge: limits)
+            }
+            let http2: @Sendable (any Channel) throws -> Void = { channel in
+                try ProxyServerPipeline.configureHTTP2(channel, limits: limits) {
+                    ProxyHandler(policy: policy, pool: pool, connection: connection, localSPIFFEID: localID, direction: .inbound, http2: true)
+                }
+            }
+            if tlsContext != nil {
+                // ALPN decides: `h2` gets the HTTP/2 pipeline, `http/1.1` or no ALPN the HTTP/1.1 one.
+                _ = channel.configureHTTP2SecureUpgrade(
+                    h2ChannelConfigurator: { channel in channel.eventLoop.makeCompletedFuture { try http2(channel) } },
+                    http1ChannelConfigurator: { channel in channel.eventLoop.makeCompletedFuture { try http1(channel) } })
+            } else {
+                // Plain listeners: HTTP/2 with prior knowledge (h2c, as gRPC clients speak it) when the connection
+                // opens with the HTTP/2 preface, else HTTP/1.1. The h2c upgrade from HTTP/1.1 is not offered.
+                try sync.addHandler(HTTP2PriorKnowledgeSniffer(http1: http1, http2: http2))
+            }
         }
         channels.withLock { $0.append(channel) }
         return "\(tlsContext == nil ? "http" : "https")://\(Sidecar.urlHost(host)):\(channel.localAddress?.port ?? port)"

@@ -92,6 +92,12 @@ package struct ForwardPlan: Sendable {
 /// A WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`, GET, HTTP/1.1) is passed on with its
 /// upgrade headers; when the upstream answers 101, the request is logged and both connections become a byte
 /// tunnel (``ProxyTunnel``). Other upgrade protocols (h2c: a known smuggling route through proxies) are stripped.
+///
+/// At the edge, one handler also serves each HTTP/2 stream (`http2`), behind ``HTTP2FramePayloadToHTTP1ServerCodec``:
+/// the stream is one request, forwarded as HTTP/1.1 to an HTTP/1.1 upstream or as a stream of an HTTP/2 upstream
+/// connection (gRPC backends, ``UpstreamTarget/http2``), trailers included. WebSocket over HTTP/2 (RFC 8441) is not
+/// offered: SETTINGS_ENABLE_CONNECT_PROTOCOL is never sent, so the HTTP/2 layer resets an extended CONNECT, and any
+/// CONNECT that gets this far is answered 501.
 final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -148,8 +154,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var upgradeRequested = false
     /// The upgrade passed on (a WebSocket handshake).
     private var websocket = false
+    /// This handler serves one HTTP/2 stream (``HTTP2FramePayloadToHTTP1ServerCodec`` before it): one request,
+    /// no connection-level keep-alive or upgrades.
+    let http2: Bool
+    /// A Trailers-Only gRPC answer's status headers, sent as the downstream stream's trailers.
+    private var heldTrailers: HTTPHeaders?
 
-    init(policy: any ProxyPolicy, pool: UpstreamPool, connection: DownstreamConnection, localSPIFFEID: String, direction: MeshAccessRecord.Direction) {
+    init(
+        policy: any ProxyPolicy, pool: UpstreamPool, connection: DownstreamConnection, localSPIFFEID: String,
+        direction: MeshAccessRecord.Direction, http2: Bool = false
+    ) {
+        self.http2 = http2
         self.policy = policy
         self.pool = pool
         self.connection = connection
@@ -179,7 +194,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             requestComplete = true
             replay?.append(.end(trailers))
             send(.end(trailers))
-            if case .refused = state { finishRefusal() }
+            if case .refused = state {
+                if record == nil { finishRefusalWithoutLog() } else { finishRefusal() }
+            }
         }
     }
 
@@ -200,9 +217,21 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         websocket = upgradeRequested && upgrades.count == 1 && upgrades[0].lowercased() == "websocket"
             && head.method == .GET && head.version == .http1_1
         if upgradeRequested { requestKeepAlive = false }
+        heldTrailers = nil
         var r = MeshAccessRecord(
             direction: direction, startNanos: MeshAccessRecord.nowNanos(), method: head.method.rawValue, path: head.uri,
             localSPIFFEID: localSPIFFEID)
+        r.httpVersion = head.version.major == 2 ? "2" : "\(head.version.major).\(head.version.minor)"
+        if http2 {
+            // A stream is one request: the connection stays; there is no HTTP/1.1 upgrade on HTTP/2 (the
+            // codec turned `:authority` into Host); upstreams get an HTTP/1.1 request (or an HTTP/2 stream, gRPC).
+            requestKeepAlive = true
+            upgradeRequested = false
+            websocket = false
+            head.version = .http1_1
+        }
+        // gRPC needs `te: trailers` (RFC 9113 allows only that value); kept for HTTP/2 upstreams.
+        let acceptsTrailers = head.headers["te"].contains { $0.lowercased().contains("trailers") }
         r.authority = head.headers.first(name: "host")
         r.userAgent = head.headers.first(name: "user-agent")
         r.traceparent = head.headers.first(name: "traceparent")
@@ -233,8 +262,37 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         // `Expect: 100-continue` is answered here, as Envoy does, and not passed on.
         let expectsContinue = head.headers.first(name: "expect")?.lowercased() == "100-continue"
         head.headers.remove(name: "expect")
+        if http2 && head.method == .CONNECT {
+            // Extended CONNECT (RFC 8441, WebSocket over HTTP/2) is not offered (no SETTINGS_ENABLE_CONNECT_PROTOCOL),
+            // and plain CONNECT is no proxy's business here: refused and logged, the connection stays.
+            r.requestID = r.requestID ?? Self.requestID()
+            r.status = 501
+            r.refusal = "CONNECT over HTTP/2 (RFC 8441 WebSocket) is not supported"
+            r.responseFlags = "-"
+            r.responseCodeDetails = "gateway_refused"
+            record = r
+            state = .refused
+            let body = "{\"message\":\"CONNECT over HTTP/2 is not supported\"}"
+            respond(status: .notImplemented, body: body, extra: [("content-type", "application/json")])
+            if var logged = record {
+                logged.durationNanos = MeshAccessRecord.nowNanos() - logged.startNanos
+                policy.rejected(logged, connection)
+            }
+            record = nil
+            return
+        }
+        // The HTTP/2 codec frames a body without Content-Length as chunked for HTTP/1.1 upstreams; the caller sent
+        // no such header, so the policy (and the log) does not see it.
+        let codecFraming = http2 ? head.headers["transfer-encoding"] : []
+        if http2 { head.headers.remove(name: "transfer-encoding") }
         let route = policy.route(&head, &r, connection)
+        for value in codecFraming { head.headers.add(name: "transfer-encoding", value: value) }
         record = r
+        if acceptsTrailers || http2 {
+            if case .forwardPlan(let p) = route, p.targets.contains(where: { $0.http2 }) {
+                head.headers.replaceOrAdd(name: "te", value: "trailers")
+            }
+        }
         if expectsContinue {
             switch route {
             case .forward, .forwardPlan:
@@ -496,6 +554,13 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         responseStarted = true
     }
 
+    /// Ends a refusal already logged (HTTP/2 CONNECT).
+    private func finishRefusalWithoutLog() {
+        guard let context, case .refused = state else { return }
+        state = .idle
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
     private func finishRefusal() {
         guard let context, case .refused = state else { return }
         state = .idle
@@ -552,6 +617,20 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
             responseStarted = true
+            if let status = head.headers.first(name: "grpc-status") {
+                // Trailers-Only (RFC gRPC over HTTP/2): the status is in the only HEADERS frame. An HTTP/2 caller
+                // gets it as trailers after the head, which every gRPC client reads.
+                record?.grpcStatus = status
+                record?.grpcMessage = head.headers.first(name: "grpc-message")
+                if http2 {
+                    var held = HTTPHeaders()
+                    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                        for value in head.headers[name] { held.add(name: name, value: value) }
+                        head.headers.remove(name: name)
+                    }
+                    heldTrailers = held
+                }
+            }
             for (name, value) in plan?.responseHeaders ?? [] { head.headers.replaceOrAdd(name: name, value: value) }
             record?.status = Int(head.status.code)
             if !head.isKeepAlive { upstreamReusable = false }
@@ -573,7 +652,15 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 pendingFlush = false
                 context.flush()
             }
-        case .end(let trailers):
+        case .end(var trailers):
+            if let status = trailers?.first(name: "grpc-status") {
+                record?.grpcStatus = status
+                record?.grpcMessage = trailers?.first(name: "grpc-message")
+            }
+            if let held = heldTrailers {
+                heldTrailers = nil
+                if trailers == nil { trailers = held } else { trailers!.add(contentsOf: held) }
+            }
             if case .upgrading = state {
                 startTunnel(context: context)
                 return

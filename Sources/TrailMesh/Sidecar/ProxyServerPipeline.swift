@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 
 /// Limits on a request head at the edge (`trail gateway`): nginx's defaults, as Kong has them.
 package struct EdgeRequestLimits: Sendable {
@@ -37,6 +38,73 @@ enum ProxyServerPipeline {
             try sync.addHandler(EdgeProtocolErrorHandler(observer: observer, handler: handler))
         }
         try sync.addHandler(handler)
+    }
+}
+
+extension ProxyServerPipeline {
+    /// The HTTP/2 server pipeline of an edge connection: each stream becomes HTTP/1.1-shaped request parts
+    /// (``HTTP2FramePayloadToHTTP1ServerCodec``) handled by its own ``ProxyHandler``, so every stream is one
+    /// request with its own routing, authentication, access-log line and trace context. Flow control is
+    /// per stream: a stream whose upstream is slow stops being read, and its window is not reopened.
+    static func configureHTTP2(
+        _ channel: any Channel, limits: EdgeRequestLimits, makeHandler: @escaping @Sendable () -> ProxyHandler
+    ) throws {
+        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+        connectionConfiguration.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 100),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderBytes),
+            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+        ]
+        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
+        streamConfiguration.targetWindowSize = 1 << 20
+        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: connectionConfiguration, streamConfiguration: streamConfiguration,
+            inboundStreamInitializer: { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandlers([HTTP2FramePayloadToHTTP1ServerCodec(), makeHandler()])
+                }
+            })
+    }
+}
+
+/// On a plain (TLS-less) edge listener: reads the first bytes of a connection and sets up HTTP/2 when they are the
+/// HTTP/2 connection preface (prior knowledge, RFC 9113 §3.3), HTTP/1.1 otherwise; then leaves the pipeline,
+/// passing on what it read.
+final class HTTP2PriorKnowledgeSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    let http1: @Sendable (any Channel) throws -> Void
+    let http2: @Sendable (any Channel) throws -> Void
+    private var buffered: ByteBuffer?
+
+    init(http1: @escaping @Sendable (any Channel) throws -> Void, http2: @escaping @Sendable (any Channel) throws -> Void) {
+        self.http1 = http1
+        self.http2 = http2
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if buffered == nil { buffered = incoming } else { buffered!.writeBuffer(&incoming) }
+        guard let bytes = buffered else { return }
+        let view = bytes.readableBytesView
+        let n = min(view.count, Self.preface.count)
+        let isPreface = view.prefix(n).elementsEqual(Self.preface.prefix(n))
+        if isPreface && n < Self.preface.count { return }  // not enough yet to tell
+        do {
+            try (isPreface ? http2 : http1)(context.channel)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        buffered = nil
+        context.fireChannelRead(wrapInboundOut(bytes))
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import NIOTLS
@@ -13,14 +14,18 @@ package struct UpstreamTarget: Sendable, Hashable {
     package var port: Int
     /// Non-nil: originate mTLS and require this SPIFFE ID.
     package var expectedSPIFFEID: String?
+    /// HTTP/2 to the upstream (gRPC): h2c with prior knowledge to a plain upstream, h2 by ALPN over mTLS. Each
+    /// request is a stream on one shared connection per target and event loop.
+    package var http2: Bool
 
-    package init(host: String, port: Int, expectedSPIFFEID: String?) {
+    package init(host: String, port: Int, expectedSPIFFEID: String?, http2: Bool = false) {
         self.host = host
         self.port = port
         self.expectedSPIFFEID = expectedSPIFFEID
+        self.http2 = http2
     }
 
-    var key: String { "\(host):\(port)|\(expectedSPIFFEID ?? "plain")" }
+    var key: String { "\(host):\(port)|\(expectedSPIFFEID ?? "plain")\(http2 ? "|h2" : "")" }
 }
 
 /// Facts about one upstream connection, filled in as it is set up.
@@ -35,9 +40,13 @@ final class UpstreamConnection: @unchecked Sendable {
     var owner: ProxyHandler?
     /// Called once when the TLS handshake with the upstream completes.
     var handshakeDone: (() -> Void)?
+    /// Called instead when the handshake completed but the connection cannot be used (no `h2` by ALPN).
+    var handshakeRefused: ((UpstreamFailure) -> Void)?
     /// The serial of the SVID this connection presented (mTLS upstreams): after a rotation, connections made
     /// with the previous SVID are not reused, so none outlives the certificate it was opened with.
     var localSerial: String?
+    /// An HTTP/2 stream on a shared upstream connection: never pooled, it ends with its exchange.
+    var isStream = false
 
     init(channel: any Channel) { self.channel = channel }
 }
@@ -55,6 +64,8 @@ struct UpstreamFailure: Error, CustomStringConvertible {
 final class UpstreamPool: @unchecked Sendable {
     private let lock = NIOLock()
     private var idle: [String: [UpstreamConnection]] = [:]
+    /// HTTP/2 upstream connections (gRPC), one per target and event loop, shared by all streams.
+    private var multiplexed: [String: EventLoopFuture<HTTP2Upstream>] = [:]
     let identity: WorkloadIdentity?
     let maxIdlePerTarget = 64
 
@@ -66,6 +77,7 @@ final class UpstreamPool: @unchecked Sendable {
 
     func acquire(_ target: UpstreamTarget, on loop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
         let key = poolKey(target, loop)
+        if target.http2 { return acquireStream(target, key: key, on: loop) }
         let reused: UpstreamConnection? = lock.withLock {
             while var list = idle[key], !list.isEmpty {
                 let c = list.removeLast()
@@ -81,6 +93,7 @@ final class UpstreamPool: @unchecked Sendable {
 
     func release(_ connection: UpstreamConnection, _ target: UpstreamTarget) {
         connection.owner = nil
+        if connection.isStream { return }
         guard connection.channel.isActive else { return }
         let key = poolKey(target, connection.channel.eventLoop)
         let kept = lock.withLock { () -> Bool in
@@ -91,6 +104,71 @@ final class UpstreamPool: @unchecked Sendable {
             return true
         }
         if !kept { connection.channel.close(promise: nil) }
+    }
+
+    /// A new stream on the target's HTTP/2 connection (made, with its TLS handshake and SPIFFE ID check, when
+    /// there is none or it has closed or gone away).
+    private func acquireStream(_ target: UpstreamTarget, key: String, on loop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
+        let parent: EventLoopFuture<HTTP2Upstream> = lock.withLock {
+            if let existing = multiplexed[key] { return existing }
+            let made = connect(target, on: loop).flatMapThrowing { connection -> HTTP2Upstream in
+                var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+                connectionConfiguration.initialSettings = [
+                    HTTP2Setting(parameter: .maxConcurrentStreams, value: 100),
+                    HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+                    HTTP2Setting(parameter: .enablePush, value: 0),
+                ]
+                var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
+                streamConfiguration.targetWindowSize = 1 << 20
+                let multiplexer = try connection.channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                    mode: .client, connectionConfiguration: connectionConfiguration, streamConfiguration: streamConfiguration,
+                    inboundStreamInitializer: { stream in stream.close() })
+                return HTTP2Upstream(connection: connection, multiplexer: multiplexer)
+            }
+            multiplexed[key] = made
+            made.whenComplete { [self] result in
+                switch result {
+                case .success(let upstream):
+                    upstream.connection.channel.closeFuture.whenComplete { _ in self.forget(key, made) }
+                case .failure:
+                    self.forget(key, made)
+                }
+            }
+            return made
+        }
+        let secure = target.expectedSPIFFEID != nil
+        return parent.flatMap { upstream in
+            guard upstream.connection.channel.isActive else {
+                self.forget(key, parent)
+                return loop.makeFailedFuture(UpstreamFailure(flags: "UC", details: "the upstream's HTTP/2 connection closed"))
+            }
+            let streamConnection = OncePromise(loop.makePromise(of: UpstreamConnection.self))
+            let streamPromise = loop.makePromise(of: (any Channel).self)
+            upstream.multiplexer.createStreamChannel(promise: streamPromise) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    let c = UpstreamConnection(channel: stream)
+                    c.isStream = true
+                    c.peer = upstream.connection.peer
+                    c.tlsVersion = upstream.connection.tlsVersion
+                    c.localAddress = upstream.connection.localAddress
+                    c.remoteAddress = upstream.connection.remoteAddress
+                    c.localSerial = upstream.connection.localSerial
+                    try stream.pipeline.syncOperations.addHandlers([
+                        HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: secure ? .https : .http),
+                        UpstreamRelay(connection: c),
+                    ])
+                    streamConnection.succeed(c)
+                }
+            }
+            streamPromise.futureResult.whenFailure { streamConnection.fail(UpstreamFailure(flags: "UC", details: "cannot open an HTTP/2 stream upstream: \($0)")) }
+            return streamConnection.futureResult
+        }
+    }
+
+    private func forget(_ key: String, _ future: EventLoopFuture<HTTP2Upstream>) {
+        lock.withLock {
+            if multiplexed[key] === future { multiplexed[key] = nil }
+        }
     }
 
     private func connect(_ target: UpstreamTarget, on loop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
@@ -110,7 +188,7 @@ final class UpstreamPool: @unchecked Sendable {
                         let trust = current.trust
                         let cache = identity?.verifiedChains ?? VerifiedChainCache()
                         let handler = try NIOSSLClientHandler(
-                            context: current.clientContext, serverHostname: nil,
+                            context: target.http2 ? current.h2ClientContext : current.clientContext, serverHostname: nil,
                             customVerificationCallback: { certificates, promise in
                                 cache.verify(certificates, trust: trust) { verdict in
                                     switch verdict {
@@ -131,8 +209,9 @@ final class UpstreamPool: @unchecked Sendable {
                     } else {
                         verification.succeed(nil)
                     }
-                    // After a 101, the bytes read past the response head belong to the tunnel.
-                    try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    // After a 101, the bytes read past the response head belong to the tunnel. HTTP/2 connections get
+                    // their handlers once the handshake is done (``acquireStream``).
+                    if !target.http2 { try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes) }
                 }
             }
         return bootstrap.connect(host: target.host, port: target.port).flatMapError { error in
@@ -144,7 +223,11 @@ final class UpstreamPool: @unchecked Sendable {
             connection.localAddress = channel.localAddress.flatMap(Self.describe)
             connection.remoteAddress = channel.remoteAddress.flatMap(Self.describe)
             do {
-                try channel.pipeline.syncOperations.addHandler(UpstreamRelay(connection: connection))
+                if target.http2 {
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandshakeObserver(connection: connection))
+                } else {
+                    try channel.pipeline.syncOperations.addHandler(UpstreamRelay(connection: connection))
+                }
             } catch {
                 channel.close(promise: nil)
                 return loop.makeFailedFuture(error)
@@ -166,6 +249,7 @@ final class UpstreamPool: @unchecked Sendable {
                 }
             }
             connection.handshakeDone = { handshake.succeed(connection) }
+            connection.handshakeRefused = { handshake.fail($0) }
             return handshake.futureResult
         }
     }
@@ -243,6 +327,60 @@ final class UpstreamRelay: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// An HTTP/2 upstream connection and the multiplexer its streams are opened with.
+final class HTTP2Upstream: Sendable {
+    let connection: UpstreamConnection
+    let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+
+    init(connection: UpstreamConnection, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+        self.connection = connection
+        self.multiplexer = multiplexer
+    }
+}
+
+/// The TLS handshake of an HTTP/2 upstream connection (its streams have their own ``UpstreamRelay``).
+final class UpstreamHandshakeObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let connection: UpstreamConnection
+
+    init(connection: UpstreamConnection) { self.connection = connection }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
+            connection.tlsVersion = (try? context.pipeline.syncOperations.nioSSL_tlsVersion()).flatMap { $0 }.map(UpstreamPool.tlsName)
+            let done = connection.handshakeDone
+            let refused = connection.handshakeRefused
+            connection.handshakeDone = nil
+            connection.handshakeRefused = nil
+            if negotiated == "h2" {
+                done?()
+            } else {
+                // gRPC needs HTTP/2; an upstream that did not choose h2 by ALPN cannot carry it.
+                refused?(UpstreamFailure(
+                    flags: "UF", details: "upstream did not select h2 by ALPN (\(negotiated ?? "no protocol")); a grpc backend needs HTTP/2",
+                    peer: connection.peer))
+                context.close(promise: nil)
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.handshakeDone = nil
+        connection.handshakeRefused = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // E.g. the upstream's `no_application_protocol` alert: it does not speak h2.
+        let refused = connection.handshakeRefused
+        connection.handshakeDone = nil
+        connection.handshakeRefused = nil
+        refused?(UpstreamFailure(flags: "UF", details: "TLS handshake with the upstream failed (a grpc backend needs h2 by ALPN): \(error)", peer: connection.peer))
         context.close(promise: nil)
     }
 }

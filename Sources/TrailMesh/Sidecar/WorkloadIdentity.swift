@@ -20,6 +20,8 @@ public final class WorkloadIdentity: Sendable {
         public var trust: TrustSnapshot
         let serverContext: NIOSSLContext
         let clientContext: NIOSSLContext
+        /// The client context of HTTP/2 upstreams (gRPC): ALPN offers `h2` only.
+        let h2ClientContext: NIOSSLContext
     }
 
     /// Whose identity this is and where it comes from.
@@ -134,10 +136,13 @@ public final class WorkloadIdentity: Sendable {
         client.certificateVerification = .noHostnameVerification
         client.trustRoots = .certificates(roots)
         client.applicationProtocols = ["http/1.1"]
+        var h2Client = client
+        h2Client.applicationProtocols = ["h2"]
         let current = Current(
             spiffeID: configuration.spiffeID, serial: facts.serial, notBefore: facts.notBefore, notAfter: facts.notAfter,
             trust: TrustSnapshot(trustDomain: configuration.trustDomain, roots: bundle, revokedSerials: revoked),
-            serverContext: try NIOSSLContext(configuration: server), clientContext: try NIOSSLContext(configuration: client))
+            serverContext: try NIOSSLContext(configuration: server), clientContext: try NIOSSLContext(configuration: client),
+            h2ClientContext: try NIOSSLContext(configuration: h2Client))
         let previousBundle = material.withLock { $0?.bundle }
         state.withLock { $0 = current }
         material.withLock { $0 = (chainPEM, keyPEM, bundle, revoked) }

@@ -68,6 +68,12 @@ public struct MeshAccessRecord: Sendable {
     public var policyName: String?
     /// Why the request or connection was refused (certificate, policy, route), nil when it was not.
     public var refusal: String?
+    /// The caller's HTTP version: `1.1`, `1.0` or `2` (an HTTP/2 stream).
+    public var httpVersion = "1.1"
+    /// A gRPC exchange's `grpc-status` (from the trailers, or the headers of a Trailers-Only response) and
+    /// `grpc-message`; nil when the upstream sent none.
+    public var grpcStatus: String?
+    public var grpcMessage: String?
     public var bytesReceived = 0
     public var bytesSent = 0
     /// The span this record is exported as.
