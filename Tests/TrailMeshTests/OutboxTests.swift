@@ -17,11 +17,17 @@ struct OutboxTests {
         }
     }
 
-    static func freePort() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
-        let port = channel.localAddress!.port!
-        try channel.close().wait()
-        return port
+    /// A port that refuses connections for as long as the returned descriptor stays open: bound but not
+    /// listening, so no other test's server or connection can take it meanwhile.
+    static func refusingPort() -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
     }
 
     static func outbox(_ dir: String, port: Int, maxBytes: Int = 1 << 20) throws -> Outbox {
@@ -38,8 +44,9 @@ struct OutboxTests {
 
     @Test func recordsWaitOnDiskWhileTheIngestIsDownAndAllArriveInOrder() async throws {
         let dir = NSTemporaryDirectory() + "trail-outbox-\(UUID().uuidString)"
-        let port = try Self.freePort()
-        let outbox = try Self.outbox(dir, port: port)
+        let down = Self.refusingPort()
+        defer { close(down.fd) }
+        let outbox = try Self.outbox(dir, port: down.port)
         for i in 0..<10 { outbox.append("{\"n\":\(i)}") }
         await outbox.cycle()
         for i in 10..<20 { outbox.append("{\"n\":\(i)}") }
@@ -63,7 +70,9 @@ struct OutboxTests {
 
     @Test func pastTheBoundTheOldestBatchesAreDroppedAndCounted() async throws {
         let dir = NSTemporaryDirectory() + "trail-outbox-\(UUID().uuidString)"
-        let outbox = try Self.outbox(dir, port: try Self.freePort(), maxBytes: 250)
+        let down = Self.refusingPort()
+        defer { close(down.fd) }
+        let outbox = try Self.outbox(dir, port: down.port, maxBytes: 250)
         for batch in 0..<5 {
             for i in 0..<10 { outbox.append("{\"batch\":\(batch),\"i\":\(i)}") }
             await outbox.cycle()
