@@ -555,6 +555,7 @@ extension JSONValue {
     /// U+2029 are written as `\u` escapes so that attacker-controlled text stays inert when embedded in HTML.
     public func serialized(pretty: Bool = false) -> String {
         var out = ""
+        if case .object = self { out.reserveCapacity(1024) }  // a log record: grown once, not a dozen times
         write(to: &out, pretty: pretty, indent: 0)
         return out
     }

@@ -54,14 +54,20 @@ struct UpstreamFailure: Error, CustomStringConvertible {
 /// thread. Only used from the owning event loop.
 final class UpstreamPool: @unchecked Sendable {
     private let lock = NIOLock()
-    private var idle: [String: [UpstreamConnection]] = [:]
+    private var idle: [PoolKey: [UpstreamConnection]] = [:]
     let identity: WorkloadIdentity?
     let maxIdlePerTarget = 64
 
     init(identity: WorkloadIdentity?) { self.identity = identity }
 
-    private func poolKey(_ target: UpstreamTarget, _ loop: any EventLoop) -> String {
-        "\(ObjectIdentifier(loop))|\(target.key)"
+    /// A target on one event loop (hashed as values: no string is built per request).
+    private struct PoolKey: Hashable {
+        var loop: ObjectIdentifier
+        var target: UpstreamTarget
+    }
+
+    private func poolKey(_ target: UpstreamTarget, _ loop: any EventLoop) -> PoolKey {
+        PoolKey(loop: ObjectIdentifier(loop), target: target)
     }
 
     func acquire(_ target: UpstreamTarget, on loop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
