@@ -11,6 +11,7 @@ struct GatewayCommand: AsyncParsableCommand {
         discussion: "The first line on stdout is `listening on URL`. Ctrl-C or SIGTERM stops it.")
     @Option(name: .long, help: "The gateway's YAML config file.") var config: String
     @Option(name: .long, help: "HOST:PORT to listen on (overrides the file's listen).") var listen: String?
+    @Option(name: .long, help: "Event-loop threads (default: the number of cores, at most 4).") var threads: Int?
 
     func run() async throws {
         do {
@@ -19,9 +20,10 @@ struct GatewayCommand: AsyncParsableCommand {
                 guard let hp = splitHostPort(listen) else { throw ValidationError("--listen: '\(listen)' is not HOST:PORT") }
                 override = (hp.0, hp.1)
             }
+            if let threads, threads < 1 { throw ValidationError("--threads: at least 1") }
             let configuration = try GatewayConfiguration.load(file: config)
             let gateway = try GatewayServer(
-                configuration: configuration, file: config, listen: override, threads: min(System.coreCount, 4)
+                configuration: configuration, file: config, listen: override, threads: threads ?? min(System.coreCount, 4)
             ) { printError($0) }
             let url = try await gateway.start()
             writeOut("listening on \(url)\n")

@@ -16,7 +16,7 @@ struct Trail: AsyncParsableCommand {
             Ingest.self, CorrelateCommand.self, ChainCommand.self, WhoAccessedCommand.self, ActivityCommand.self,
             FindingsCommand.self, IdentitiesCommand.self, QueryCommand.self, ReportCommand.self, VerifyCommand.self,
             EvidenceCommand.self, RejectsCommand.self, Serve.self, CA.self, SidecarCommand.self, Demo.self, Bench.self,
-            BenchServe.self, BenchMesh.self, GatewayCommand.self, DemoServiceCommand.self,
+            BenchServe.self, BenchMesh.self, BenchGateway.self, GatewayCommand.self, DemoServiceCommand.self,
         ]
     )
 }

@@ -554,60 +554,65 @@ extension JSONValue {
     /// Serialises the value. Strings are escaped per RFC 8259, and additionally `<`, `>`, `&`, U+2028 and
     /// U+2029 are written as `\u` escapes so that attacker-controlled text stays inert when embedded in HTML.
     public func serialized(pretty: Bool = false) -> String {
-        var out = ""
+        // Bytes first, one String at the end: appending to a String costs a String per run of text.
+        var out = [UInt8]()
+        out.reserveCapacity(1024)
         write(to: &out, pretty: pretty, indent: 0)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    private func write(to out: inout String, pretty: Bool, indent: Int) {
+    private func write(to out: inout [UInt8], pretty: Bool, indent: Int) {
         switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .double(let d): out += d.isFinite ? (d.rounded() == d && abs(d) < 1e15 ? String(Int64(d)) : String(d)) : "null"
+        case .null: out += "null".utf8
+        case .bool(let b): out += (b ? "true" : "false").utf8
+        case .int(let i): out += String(i).utf8
+        case .double(let d): out += (d.isFinite ? (d.rounded() == d && abs(d) < 1e15 ? String(Int64(d)) : String(d)) : "null").utf8
         case .string(let s): JSONValue.writeString(s, to: &out)
         case .array(let values):
             if values.isEmpty {
-                out += "[]"
+                out += "[]".utf8
                 return
             }
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (n, v) in values.enumerated() {
-                if n > 0 { out += "," }
-                if pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                if pretty { JSONValue.newline(&out, indent: indent + 1) }
                 v.write(to: &out, pretty: pretty, indent: indent + 1)
             }
-            if pretty { out += "\n" + String(repeating: "  ", count: indent) }
-            out += "]"
+            if pretty { JSONValue.newline(&out, indent: indent) }
+            out.append(UInt8(ascii: "]"))
         case .object(let members):
             if members.isEmpty {
-                out += "{}"
+                out += "{}".utf8
                 return
             }
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (n, (k, v)) in members.enumerated() {
-                if n > 0 { out += "," }
-                if pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                if pretty { JSONValue.newline(&out, indent: indent + 1) }
                 JSONValue.writeString(k, to: &out)
-                out += pretty ? ": " : ":"
+                out.append(UInt8(ascii: ":"))
+                if pretty { out.append(UInt8(ascii: " ")) }
                 v.write(to: &out, pretty: pretty, indent: indent + 1)
             }
-            if pretty { out += "\n" + String(repeating: "  ", count: indent) }
-            out += "}"
+            if pretty { JSONValue.newline(&out, indent: indent) }
+            out.append(UInt8(ascii: "}"))
         }
+    }
+
+    private static func newline(_ out: inout [UInt8], indent: Int) {
+        out.append(UInt8(ascii: "\n"))
+        for _ in 0..<indent { out += "  ".utf8 }
     }
 
     /// Appends `s` as a JSON string. Runs of bytes that need no escaping are appended whole (log lines are
     /// mostly such runs); quotes, backslashes, control characters, DEL, `<`, `>`, `&`, U+2028 and U+2029 are escaped.
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
+    static func writeString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
         var text = s
         text.withUTF8 { bytes in
             var runStart = 0
             var i = 0
-            func flushRun(_ end: Int) {
-                if end > runStart { out += String(decoding: UnsafeBufferPointer(rebasing: bytes[runStart..<end]), as: UTF8.self) }
-            }
             while i < bytes.count {
                 let b = bytes[i]
                 var escape: String?
@@ -626,17 +631,17 @@ extension JSONValue {
                     if b < 0x20 || b == 0x7F { escape = "\\u" + JSONValue.hex4(UInt32(b)) }
                 }
                 if let escape {
-                    flushRun(i)
-                    out += escape
+                    if i > runStart { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+                    out += escape.utf8
                     i += width
                     runStart = i
                 } else {
                     i += 1
                 }
             }
-            flushRun(bytes.count)
+            if bytes.count > runStart { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count])) }
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
 
     static func hex4(_ v: UInt32) -> String {

@@ -56,8 +56,15 @@ package final class GatewayPolicy: ProxyPolicy {
         "x-consumer-groups", "x-authenticated-groups", "x-forwarded-client-cert",
     ]
 
+    /// `key_auth.key_names` and `apikey`: headers and query parameters that carry API keys.
+    let keyNames: Set<String>
+    /// Request headers removed before forwarding: credentials and the caller's claims about itself.
+    let strippedHeaders: [String]
+
     package init(configuration: GatewayConfiguration, sink: KongLogSink, spans: GatewaySpanSink? = nil, scheme: String, listenPort: Int) {
         self.configuration = configuration
+        keyNames = Set(configuration.keyAuth.keyNames + ["apikey"])
+        strippedHeaders = ["authorization", "proxy-authorization"] + Array(keyNames) + Array(Self.internalHeaders)
         self.evaluator = Mutex(RequestEvaluator(configuration: configuration))
         self.sink = sink
         self.spans = spans
@@ -97,15 +104,15 @@ package final class GatewayPolicy: ProxyPolicy {
             let body = JSONValue.object([("message", .string(reason)), ("request_id", .string(requestID))]).serialized()
             return .reject(status: HTTPResponseStatus(statusCode: status), body: body)
         }
-        var decision = evaluator.withLock { $0.evaluate(request, now: Double(started) / 1e9, random: Double.random(in: 0..<1)) }
+        let choice = Double.random(in: 0..<1, using: &connection.random)
+        var decision = evaluator.withLock { $0.evaluate(request, now: Double(started) / 1e9, random: choice) }
         if case .forward(let forward) = decision, head.headers.contains(name: "upgrade"), !forward.selection.route.websocket {
             decision = .respond(EdgeResponse(
                 status: 403, reason: "websocket upgrade is not enabled on this route", headers: [],
                 routeName: forward.selection.route.name, caller: forward.caller, credentialKind: forward.caller.kind))
         }
 
-        var random = SystemRandomNumberGenerator()
-        let trace = TraceContext.resolve(headers: headers, policy: configuration.server.incomingTrace, random: &random)
+        let trace = TraceContext.resolve(headers: headers, policy: configuration.server.incomingTrace, random: &connection.random)
         let requestID = head.headers.first(name: "x-request-id") ?? record.requestID ?? ""
         var facts = GatewayRequestFacts(
             method: head.method.rawValue, target: head.uri, host: authority.isEmpty ? host : authority, requestHeaders: headers,
@@ -150,11 +157,9 @@ package final class GatewayPolicy: ProxyPolicy {
                 }
             }
             // Credentials and the caller's claims about itself stay at the edge.
-            let keyNames = Set(configuration.keyAuth.keyNames + ["apikey"])
-            for name in ["authorization", "proxy-authorization"] + Array(keyNames) + Array(Self.internalHeaders) {
-                head.headers.remove(name: name)
-            }
+            for name in strippedHeaders { head.headers.remove(name: name) }
             var uri = path
+            let keyNames = self.keyNames
             let kept = Self.queryPairs(head.uri).filter { pair in
                 let name = String(pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0])
                 return !keyNames.contains((name.removingPercentEncoding ?? name).lowercased())
@@ -450,10 +455,11 @@ package final class KongLogSink: Sendable {
 
     func record(_ record: KongLogRecord) {
         let json = record.json.serialized()
+        var line = json
+        line += "\n"
         file.withLock { fd in
             guard fd >= 0 else { return }
-            let bytes = Array((json + "\n").utf8)
-            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            _ = line.withUTF8 { write(fd, $0.baseAddress, $0.count) }
         }
         outbox?.append(json)
     }

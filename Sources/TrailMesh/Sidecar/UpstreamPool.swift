@@ -24,8 +24,6 @@ package struct UpstreamTarget: Sendable, Hashable {
         self.expectedSPIFFEID = expectedSPIFFEID
         self.http2 = http2
     }
-
-    var key: String { "\(host):\(port)|\(expectedSPIFFEID ?? "plain")\(http2 ? "|h2" : "")" }
 }
 
 /// Facts about one upstream connection, filled in as it is set up.
@@ -63,16 +61,22 @@ struct UpstreamFailure: Error, CustomStringConvertible {
 /// thread. Only used from the owning event loop.
 final class UpstreamPool: @unchecked Sendable {
     private let lock = NIOLock()
-    private var idle: [String: [UpstreamConnection]] = [:]
+    private var idle: [PoolKey: [UpstreamConnection]] = [:]
     /// HTTP/2 upstream connections (gRPC), one per target and event loop, shared by all streams.
-    private var multiplexed: [String: EventLoopFuture<HTTP2Upstream>] = [:]
+    private var multiplexed: [PoolKey: EventLoopFuture<HTTP2Upstream>] = [:]
     let identity: WorkloadIdentity?
     let maxIdlePerTarget = 64
 
     init(identity: WorkloadIdentity?) { self.identity = identity }
 
-    private func poolKey(_ target: UpstreamTarget, _ loop: any EventLoop) -> String {
-        "\(ObjectIdentifier(loop))|\(target.key)"
+    /// A target on one event loop (hashed as values: no string is built per request).
+    private struct PoolKey: Hashable {
+        var loop: ObjectIdentifier
+        var target: UpstreamTarget
+    }
+
+    private func poolKey(_ target: UpstreamTarget, _ loop: any EventLoop) -> PoolKey {
+        PoolKey(loop: ObjectIdentifier(loop), target: target)
     }
 
     func acquire(_ target: UpstreamTarget, on loop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
@@ -108,7 +112,7 @@ final class UpstreamPool: @unchecked Sendable {
 
     /// A new stream on the target's HTTP/2 connection (made, with its TLS handshake and SPIFFE ID check, when
     /// there is none or it has closed or gone away).
-    private func acquireStream(_ target: UpstreamTarget, key: String, on loop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
+    private func acquireStream(_ target: UpstreamTarget, key: PoolKey, on loop: any EventLoop) -> EventLoopFuture<UpstreamConnection> {
         let parent: EventLoopFuture<HTTP2Upstream> = lock.withLock {
             if let existing = multiplexed[key] { return existing }
             let made = connect(target, on: loop).flatMapThrowing { connection -> HTTP2Upstream in
@@ -165,7 +169,7 @@ final class UpstreamPool: @unchecked Sendable {
         }
     }
 
-    private func forget(_ key: String, _ future: EventLoopFuture<HTTP2Upstream>) {
+    private func forget(_ key: PoolKey, _ future: EventLoopFuture<HTTP2Upstream>) {
         lock.withLock {
             if multiplexed[key] === future { multiplexed[key] = nil }
         }
