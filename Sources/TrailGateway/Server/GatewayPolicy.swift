@@ -395,20 +395,13 @@ package final class GatewayPolicy: ProxyPolicy {
 /// with one span per line) and, optionally, `trail serve`'s `/v1/traces` through a disk-buffered outbox that sends
 /// them in batches, as the sidecar's spans go.
 package final class GatewaySpanSink: Sendable {
-    private let file: Mutex<Int32>
+    private let file: LineFile?
     let outbox: Outbox?
     let serviceName: String
     let spiffeID: String?
 
     package init(path: String?, outbox: Outbox?, serviceName: String, spiffeID: String?, file configFile: String) throws {
-        var fd: Int32 = -1
-        if let path {
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-            guard fd >= 0 else {
-                throw ConfigError("\(configFile): telemetry.spans_file: cannot open \(path): \(String(cString: strerror(errno)))")
-            }
-        }
-        self.file = Mutex(fd)
+        self.file = try path.map { try LineFile(path: $0, setting: "\(configFile): telemetry.spans_file") }
         self.outbox = outbox
         self.serviceName = serviceName
         self.spiffeID = spiffeID
@@ -416,12 +409,7 @@ package final class GatewaySpanSink: Sendable {
 
     func record(_ span: GatewaySpan) {
         let json = span.json.serialized()
-        file.withLock { fd in
-            guard fd >= 0 else { return }
-            let line = GatewaySpan.exportRequest(spans: [json], serviceName: serviceName, spiffeID: spiffeID) + "\n"
-            let bytes = Array(line.utf8)
-            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        }
+        file?.append(GatewaySpan.exportRequest(spans: [json], serviceName: serviceName, spiffeID: spiffeID))
         outbox?.append(json)
     }
 
@@ -429,38 +417,23 @@ package final class GatewaySpanSink: Sendable {
 
     package func stop() async {
         await outbox?.stop()
-        file.withLock { fd in
-            if fd >= 0 { close(fd) }
-            fd = -1
-        }
+        file?.close()
     }
 }
 
 /// Where Kong log records go: an NDJSON file and, optionally, `trail serve` through a disk-buffered outbox.
 package final class KongLogSink: Sendable {
-    private let file: Mutex<Int32>
+    private let file: LineFile?
     let outbox: Outbox?
 
     package init(path: String?, outbox: Outbox?, file configFile: String) throws {
-        var fd: Int32 = -1
-        if let path {
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-            guard fd >= 0 else {
-                throw ConfigError("\(configFile): telemetry.access_log: cannot open \(path): \(String(cString: strerror(errno)))")
-            }
-        }
-        self.file = Mutex(fd)
+        self.file = try path.map { try LineFile(path: $0, setting: "\(configFile): telemetry.access_log") }
         self.outbox = outbox
     }
 
     func record(_ record: KongLogRecord) {
         let json = record.json.serialized()
-        var line = json
-        line += "\n"
-        file.withLock { fd in
-            guard fd >= 0 else { return }
-            _ = line.withUTF8 { write(fd, $0.baseAddress, $0.count) }
-        }
+        file?.append(json)
         outbox?.append(json)
     }
 
@@ -468,9 +441,6 @@ package final class KongLogSink: Sendable {
 
     package func stop() async {
         await outbox?.stop()
-        file.withLock { fd in
-            if fd >= 0 { close(fd) }
-            fd = -1
-        }
+        file?.close()
     }
 }

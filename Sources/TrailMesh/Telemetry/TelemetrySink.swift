@@ -10,15 +10,10 @@ final class TelemetrySink: Sendable {
     let accessOutbox: Outbox?
     let spanOutbox: Outbox?
     let metrics = SidecarMetrics()
-    private let file: Mutex<Int32>
+    private let file: LineFile?
 
     init(configuration: SidecarConfiguration, identity: WorkloadIdentity, group: any EventLoopGroup, log: @escaping @Sendable (String) -> Void) throws {
-        var fd: Int32 = -1
-        if let path = configuration.accessLogPath {
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { throw MeshError("\(configuration.file): telemetry.access_log: cannot open \(path): \(String(cString: strerror(errno)))") }
-        }
-        file = Mutex(fd)
+        file = try configuration.accessLogPath.map { try LineFile(path: $0, setting: "\(configuration.file): telemetry.access_log") }
         guard let ingest = configuration.ingestURL else {
             accessOutbox = nil
             spanOutbox = nil
@@ -49,20 +44,13 @@ final class TelemetrySink: Sendable {
     func stop() async {
         await accessOutbox?.stop()
         await spanOutbox?.stop()
-        file.withLock { fd in
-            if fd >= 0 { close(fd) }
-            fd = -1
-        }
+        file?.close()
     }
 
     func record(_ record: MeshAccessRecord) {
         metrics.count(record)
         let line = record.envoyJSON()
-        file.withLock { fd in
-            guard fd >= 0 else { return }
-            let bytes = Array((line + "\n").utf8)
-            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        }
+        file?.append(line)
         accessOutbox?.append(line)
         if let spanOutbox, let span = record.otlpSpan() { spanOutbox.append(span) }
     }
