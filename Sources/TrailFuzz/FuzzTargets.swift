@@ -45,9 +45,11 @@ enum FuzzTargets {
         FuzzTarget(name: "xfcc", summary: "x-forwarded-client-cert header values") { bytes in
             let text = String(decoding: bytes, as: UTF8.self)
             if case .success(let elements) = XFCC.parse(text) {
-                // What we format must parse again to the same elements.
-                let again = XFCC.parse(XFCC.format(elements))
-                guard case .success(let reparsed) = again, reparsed == elements else {
+                // What we format must parse again to the same elements. An element of unknown keys only is kept
+                // (it is a hop, and `.last` must stay the last hop) but has nothing to write.
+                let known = elements.filter { $0 != XFCCElement() }
+                let again = XFCC.parse(XFCC.format(known))
+                guard case .success(let reparsed) = again, reparsed == known else {
                     fatalError("XFCC round trip changed \(elements) into \(again)")
                 }
             }
