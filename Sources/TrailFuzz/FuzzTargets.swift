@@ -9,7 +9,7 @@ import TrailStore
 /// Every target must return normally for every input: parsers report bad input as values or thrown errors.
 struct FuzzTarget: Sendable {
     var name: String
-    /// Which fixture files seed the corpus (globs relative to the repository, used by `.ci/fuzz`).
+    /// What input it reads and where that input comes from (`TrailFuzz --list`).
     var summary: String
     var run: @Sendable ([UInt8]) -> Void
 }
