@@ -152,6 +152,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: libFuzzer targets (`.ci/fuzz`). Built normally it replays files: `TRAIL_FUZZ_TARGET=kong TrailFuzz FILE...`
+        .target(name: "CTrailFuzz"),
+        .executableTarget(
+            name: "TrailFuzz",
+            dependencies: ["CTrailFuzz", "TrailCore", "TrailFormats", "TrailMesh", "TrailGateway", "TrailStore"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(name: "TrailCoreTests", dependencies: ["TrailCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TrailFormatsTests", dependencies: ["TrailFormats", "TrailCompression"], swiftSettings: swiftSettings),

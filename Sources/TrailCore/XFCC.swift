@@ -5,7 +5,7 @@
 ///   the proxy that wrote it last);
 /// - inside an element, `key=value` pairs separated by `;`;
 /// - keys are case-insensitive, values case-sensitive;
-/// - a value holding `,`, `;` or `=` is double-quoted, with `"` inside escaped as `\"`;
+/// - a value holding `,`, `;`, `=`, `"` or `\` is double-quoted, with `"` and `\` inside escaped as `\"` and `\\`;
 /// - keys `By`, `Hash`, `Cert`, `Chain`, `Subject`, `URI` (may repeat) and `DNS` (may repeat).
 public struct XFCCElement: Sendable, Hashable {
     /// URI SAN of the certificate of the proxy that added the element.
@@ -134,8 +134,10 @@ public enum XFCC {
                 var closed = false
                 while i < b.count {
                     let c = b[i]
-                    if c == 0x5C, i + 1 < b.count, b[i + 1] == 0x22 {
-                        out.append(0x22)
+                    // Quoted pairs: `\"` is a quote and `\\` a backslash (what `format` writes); any other
+                    // backslash is kept as it is (Envoy does not escape Subject's RFC 4514 backslashes).
+                    if c == 0x5C, i + 1 < b.count, b[i + 1] == 0x22 || b[i + 1] == 0x5C {
+                        out.append(b[i + 1])
                         i += 2
                         continue
                     }
@@ -192,11 +194,13 @@ public enum XFCC {
     }
 
     static func quoteIfNeeded(_ value: String, always: Bool) -> String {
-        let needs = always || value.utf8.contains { $0 == 0x2C || $0 == 0x3B || $0 == 0x3D || $0 == 0x22 }
+        let needs = always || value.utf8.contains { $0 == 0x2C || $0 == 0x3B || $0 == 0x3D || $0 == 0x22 || $0 == 0x5C }
         guard needs else { return value }
         var out = "\""
         for ch in value.unicodeScalars {
-            if ch == "\"" { out += "\\\"" } else { out.unicodeScalars.append(ch) }
+            // Backslashes too: a value ending in `\` must not escape the closing quote (found by fuzzing).
+            if ch == "\"" || ch == "\\" { out += "\\" }
+            out.unicodeScalars.append(ch)
         }
         return out + "\""
     }

@@ -63,7 +63,15 @@ public struct SidecarConfiguration: Sendable {
 
     /// Reads and validates a sidecar config file; errors name the key path and line.
     public static func load(file: String) throws -> SidecarConfiguration {
-        let documents = try ConfigNode.documents(file: file)
+        try parse(documents: ConfigNode.documents(file: file), file: file)
+    }
+
+    /// Validates config text; `file` names it in errors and anchors relative paths (policy files are read from there).
+    public static func load(text: String, file: String) throws -> SidecarConfiguration {
+        try parse(documents: ConfigNode.documents(text: text, file: file), file: file)
+    }
+
+    private static func parse(documents: [ConfigNode], file: String) throws -> SidecarConfiguration {
         guard documents.count == 1, let root = documents.first else {
             throw ConfigError("\(file): expected one YAML document")
         }
