@@ -61,16 +61,19 @@ public final class Estate: @unchecked Sendable {
         return String(decoding: stdout, as: UTF8.self)
     }
 
-    func start(_ name: String, _ arguments: [String], readyLines: Int = 1, executable: String? = nil) throws -> ChildProcess {
+    func start(_ name: String, _ arguments: [String], readyLines: Int = 1) throws -> ChildProcess {
         let child = try ChildProcess(
-            name: name, executable: executable ?? trail, arguments: arguments, logPath: path("\(name).log"), readyLines: readyLines)
+            name: name, executable: trail, arguments: arguments, logPath: path("\(name).log"), readyLines: readyLines)
         lock.withLock { children.append(child) }
         return child
     }
 
-    func write(_ name: String, _ text: String, mode: mode_t = 0o600) throws {
+    /// Writes a file of the estate, readable by its owner only (tokens, keys, configurations).
+    func write(_ name: String, _ text: String) throws {
         let p = path(name)
-        FileManager.default.createFile(atPath: p, contents: Data(text.utf8), attributes: [.posixPermissions: Int(mode)])
+        guard FileManager.default.createFile(atPath: p, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw DemoError("cannot write \(p)")
+        }
     }
 
     /// Creates the CA and every credential, then starts the components, callees before callers.
