@@ -53,6 +53,8 @@ public final class TrafficGenerator: @unchecked Sendable {
     let progress: @Sendable (String) -> Void
     private let lock = NSLock()
     private var result = TrafficResult()
+    /// The client for the sample services' control endpoints (plain HTTP on loopback).
+    private let plain: HTTPSClient
     /// Requests sent and not answered yet (the run ends when they are).
     private var inFlight = 0
 
@@ -62,6 +64,7 @@ public final class TrafficGenerator: @unchecked Sendable {
         self.rate = rate
         self.group = group
         self.progress = progress
+        plain = HTTPSClient(group: group, timeout: .seconds(10)) { nil }
     }
 
     enum Label: Sendable {
@@ -210,10 +213,9 @@ public final class TrafficGenerator: @unchecked Sendable {
             ("x-demo-control", estate.controlToken), ("x-demo-service", target), ("x-demo-method", method.rawValue),
             ("x-demo-path", path), ("x-demo-trace-id", traceID),
         ]
-        let client = HTTPSClient(group: group, timeout: .seconds(10)) { nil }
         lock.withLock { inFlight += 1 }
         Task {
-            let status = (try? await client.request(.POST, endpoint, path: "/_demo/call", headers: headers))?.status ?? 0
+            let status = (try? await self.plain.request(.POST, endpoint, path: "/_demo/call", headers: headers))?.status ?? 0
             self.count(status)
         }
     }
