@@ -5,7 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOTLS
-import Synchronization
+import TrailCore
 import TrailMesh
 
 /// `trail bench-mesh`: the seed's two-proxy path on loopback. A 1 KB keep-alive upstream; a paced client; three
@@ -212,7 +212,7 @@ enum HandshakeRun {
 }
 
 final class HandshakeCounts: Sendable {
-    let value = Mutex((ok: 0, failed: 0))
+    let value = Locked((ok: 0, failed: 0))
 }
 
 final class HandshakeWatcher: ChannelInboundHandler {

@@ -2,7 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Synchronization
+import TrailCore
 
 // Pieces shared by the proxy benchmarks (`bench-mesh`, `bench-gateway`): processes started from this binary or
 // from a system package, their CPU and memory from /proc, a 1 KB upstream, a paced (open-loop) client and a
@@ -147,7 +147,7 @@ enum LoadRun {
     }
 
     final class Recorder: Sendable {
-        let state = Mutex<(latencies: [Double], errors: Int)>(([], 0))
+        let state = Locked<(latencies: [Double], errors: Int)>(([], 0))
         func add(_ ms: Double) { state.withLock { $0.latencies.append(ms) } }
         func fail() { state.withLock { $0.errors += 1 } }
     }

@@ -1,4 +1,4 @@
-import Synchronization
+import TrailCore
 
 /// A thread-safe registry of metrics rendered in the Prometheus text exposition format, version 0.0.4.
 ///
@@ -36,7 +36,7 @@ public final class MetricsRegistry: Sendable {
         var series: [[String]: Series] = [:]
     }
 
-    private let families = Mutex<[String: Family]>([:])
+    private let families = Locked<[String: Family]>([:])
 
     public init() {}
 

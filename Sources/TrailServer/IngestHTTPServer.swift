@@ -4,7 +4,6 @@ import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 import NIOSSL
-import Synchronization
 import TrailCore
 import X509
 
@@ -14,7 +13,7 @@ import X509
 public final class IngestHTTPServer: Sendable {
     public let configuration: ServerConfiguration
     private let handler: any ServerRequestHandler
-    private let state = Mutex(RunState())
+    private let state = Locked(RunState())
     private let registry: ConnectionRegistry
     private let tasks = TaskCounter()
 
@@ -188,7 +187,7 @@ struct ConnectionSettings: Sendable {
 
 /// Counts application calls in progress, so shutdown can wait for them.
 final class TaskCounter: Sendable {
-    private let value = Mutex(0)
+    private let value = Locked(0)
     var count: Int { value.withLock { $0 } }
     func begin() { value.withLock { $0 += 1 } }
     func end() { value.withLock { $0 -= 1 } }
@@ -229,7 +228,7 @@ final class ConnectionRegistry: Sendable {
     }
 
     private let maxPerSender: Int
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(maxPerSender: Int) {
         self.maxPerSender = maxPerSender

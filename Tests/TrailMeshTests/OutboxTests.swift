@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
-import Synchronization
+import TrailCore
 import Testing
 import TrailServer
 @testable import TrailMesh
@@ -10,7 +10,7 @@ import TrailServer
 struct OutboxTests {
     /// Records what a stand-in `trail serve` received.
     final class Receiver: ServerRequestHandler {
-        let bodies = Mutex<[String]>([])
+        let bodies = Locked<[String]>([])
         func handle(_ request: ServerRequest) async -> ServerResponse {
             bodies.withLock { $0.append(String(decoding: request.body, as: UTF8.self)) }
             return .text(200, "ok")

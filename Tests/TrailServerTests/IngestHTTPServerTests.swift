@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import TrailCore
 import Testing
 import TrailCompression
 
@@ -12,7 +12,7 @@ import TrailCompression
 /// Records what the server handed to the application and answers: `/echo` returns the body, anything else a
 /// one-line summary of the sender.
 final class EchoHandler: ServerRequestHandler {
-    let requests = Mutex<[ServerRequest]>([])
+    let requests = Locked<[ServerRequest]>([])
 
     func handle(_ request: ServerRequest) async -> ServerResponse {
         requests.withLock { $0.append(request) }

@@ -1,7 +1,6 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
-import Synchronization
 import TrailCore
 import TrailMesh
 
@@ -45,7 +44,7 @@ enum GraphQLBody: Sendable {
 /// trace context, without credentials or hop-by-hop headers. Every request becomes a Kong log record.
 package final class GatewayPolicy: ProxyPolicy {
     let configuration: GatewayConfiguration
-    private let evaluator: Mutex<RequestEvaluator>
+    private let evaluator: Locked<RequestEvaluator>
     let sink: KongLogSink
     let spans: GatewaySpanSink?
     let scheme: String
@@ -65,7 +64,7 @@ package final class GatewayPolicy: ProxyPolicy {
         self.configuration = configuration
         keyNames = Set(configuration.keyAuth.keyNames + ["apikey"])
         strippedHeaders = ["authorization", "proxy-authorization"] + Array(keyNames) + Array(Self.internalHeaders)
-        self.evaluator = Mutex(RequestEvaluator(configuration: configuration))
+        self.evaluator = Locked(RequestEvaluator(configuration: configuration))
         self.sink = sink
         self.spans = spans
         self.scheme = scheme

@@ -2,7 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
-import Synchronization
+import TrailCore
 import TrailServer
 
 /// `trail ca serve`: the CA's HTTPS API (``CAService``) with a serving SVID of its own
@@ -16,8 +16,8 @@ public final class CAServer: Sendable {
     let ingest: [String]
     let ingestTokenFile: String?
     let log: @Sendable (String) -> Void
-    private let server = Mutex<IngestHTTPServer?>(nil)
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let server = Locked<IngestHTTPServer?>(nil)
+    private let tasks = Locked<[Task<Void, Never>]>([])
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     public init(ca: CertificateAuthority, host: String, port: Int, ingest: [String], ingestTokenFile: String?, log: @escaping @Sendable (String) -> Void) {

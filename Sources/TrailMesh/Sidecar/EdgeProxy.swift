@@ -5,7 +5,6 @@ import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import NIOTLS
-import Synchronization
 import TrailCore
 import TrailFormats
 import X509
@@ -45,7 +44,7 @@ package struct EdgeTLSFiles: Sendable {
 package final class EdgeProxyServer: Sendable {
     let group: MultiThreadedEventLoopGroup
     let identity: WorkloadIdentity?
-    private let channels = Mutex<[any Channel]>([])
+    private let channels = Locked<[any Channel]>([])
     let file: String
 
     /// - Parameter file: the configuration file, named in errors.

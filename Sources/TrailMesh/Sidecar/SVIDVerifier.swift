@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import NIOSSL
-import Synchronization
 import SwiftASN1
 import TrailCore
 import TrailFormats
@@ -113,7 +112,7 @@ public enum SVIDVerifier {
 /// parsing and path building. Validity time, trust domain and revocation are still checked at every use, and
 /// the cache is emptied when the bundle changes.
 final class VerifiedChainCache: Sendable {
-    private let entries = Mutex<[[UInt8]: PeerCertificateFacts]>([:])
+    private let entries = Locked<[[UInt8]: PeerCertificateFacts]>([:])
     let capacity: Int
 
     init(capacity: Int = 4096) { self.capacity = capacity }

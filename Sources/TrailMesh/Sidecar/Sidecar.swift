@@ -4,7 +4,6 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOTLS
-import Synchronization
 import TrailCore
 import TrailServer
 
@@ -19,8 +18,8 @@ public final class Sidecar: Sendable {
     let identity: WorkloadIdentity
     let telemetry: TelemetrySink
     let log: @Sendable (String) -> Void
-    private let channels = Mutex<[any Channel]>([])
-    private let adminServer = Mutex<IngestHTTPServer?>(nil)
+    private let channels = Locked<[any Channel]>([])
+    private let adminServer = Locked<IngestHTTPServer?>(nil)
 
     public init(configuration: SidecarConfiguration, threads: Int = System.coreCount, log: @escaping @Sendable (String) -> Void) throws {
         self.configuration = configuration
@@ -149,7 +148,7 @@ struct InboundSetup: Sendable {
 
 /// The verification outcome of one handshake, shared between the verify callback (any thread) and the pipeline.
 final class HandshakeVerdict: Sendable {
-    private let value = Mutex<(PeerCertificateFacts?, String?)>((nil, nil))
+    private let value = Locked<(PeerCertificateFacts?, String?)>((nil, nil))
     func set(_ facts: PeerCertificateFacts?, _ reason: String?) { value.withLock { $0 = (facts, reason) } }
     var facts: PeerCertificateFacts? { value.withLock { $0.0 } }
     var reason: String? { value.withLock { $0.1 } }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import TrailCore
 import TrailServer
 
@@ -11,7 +10,7 @@ final class SidecarMetrics: Sendable {
         var refusals: [String: Int] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func count(_ record: MeshAccessRecord) {
         let statusClass = record.status == 0 ? "none" : "\(record.status / 100)xx"

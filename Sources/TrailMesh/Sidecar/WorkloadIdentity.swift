@@ -2,7 +2,6 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOSSL
-import Synchronization
 import SwiftASN1
 import TrailCore
 import TrailFormats
@@ -49,9 +48,9 @@ public final class WorkloadIdentity: Sendable {
     let configuration: Settings
     let group: any EventLoopGroup
     let log: @Sendable (String) -> Void
-    private let state = Mutex<Current?>(nil)
-    private let material = Mutex<(chainPEM: String, keyPEM: String, bundle: [Certificate], revoked: Set<String>)?>(nil)
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let state = Locked<Current?>(nil)
+    private let material = Locked<(chainPEM: String, keyPEM: String, bundle: [Certificate], revoked: Set<String>)?>(nil)
+    private let tasks = Locked<[Task<Void, Never>]>([])
     /// Peers' chains verified against the current bundle.
     let verifiedChains = VerifiedChainCache()
 

@@ -1,16 +1,16 @@
 import Foundation
-import Synchronization
+import TrailCore
 
 /// An append-only file of lines (access logs, span exports), shared by the threads that record requests. Each
 /// line goes out in one `write` on an `O_APPEND` descriptor, so lines from several threads never interleave.
 package final class LineFile: Sendable {
-    private let fd: Mutex<Int32>
+    private let fd: Locked<Int32>
 
     /// Opens (creating, mode 0640) `path` for appending; `setting` names the configuration key in errors.
     package init(path: String, setting: String) throws {
         let opened = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         guard opened >= 0 else { throw MeshError("\(setting): cannot open \(path): \(String(cString: strerror(errno)))") }
-        fd = Mutex(opened)
+        fd = Locked(opened)
     }
 
     /// Appends `line` and a newline.

@@ -1,6 +1,6 @@
 import Foundation
 import NIOHTTP1
-import Synchronization
+import TrailCore
 
 /// Delivers records to `trail serve` in batches, buffered on disk so that nothing is lost while it is
 /// unreachable: records gather in memory, every flush interval they are written to a spool file (fsynced), and
@@ -23,10 +23,10 @@ public final class Outbox: Sendable {
     let maxBytes: Int
     let flushInterval: Duration
     let log: @Sendable (String) -> Void
-    private let pending = Mutex<[String]>([])
-    private let counters = Mutex(Counters())
-    private let sequence = Mutex(0)
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let pending = Locked<[String]>([])
+    private let counters = Locked(Counters())
+    private let sequence = Locked(0)
+    private let task = Locked<Task<Void, Never>?>(nil)
 
     public init(
         directory: String, endpoint: HTTPSClient.Endpoint, path: String, headers: [(String, String)],

@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
 import NIOSSL
-import Synchronization
+import TrailCore
 
 /// Where a sidecar's records go: the local access-log file (one Envoy JSON line each) and, when `telemetry.ingest`
 /// is set, `trail serve` (`/v1/access-logs?format=envoy-json` and `/v1/traces`) through disk-buffered outboxes.
