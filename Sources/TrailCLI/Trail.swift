@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 
 @main
@@ -19,4 +20,26 @@ struct Trail: AsyncParsableCommand {
             BenchServe.self, BenchMesh.self, BenchGateway.self, GatewayCommand.self, DemoServiceCommand.self,
         ]
     )
+
+    /// ArgumentParser's `main`, except that its messages (which quote the argument they refuse) are printed with
+    /// control characters escaped, line breaks kept: a hostile argument cannot drive the terminal.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+                .split(separator: "\n", omittingEmptySubsequences: false).map { TextTable.sanitize(String($0)) }
+                .joined(separator: "\n")
+            if !message.isEmpty {
+                if code.isSuccess { writeOut(message + "\n") } else { printError(message) }
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
 }
