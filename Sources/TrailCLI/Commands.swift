@@ -238,7 +238,7 @@ struct EvidenceCommand: ParsableCommand {
             }
             let shown = text.split(separator: "\n", omittingEmptySubsequences: false).map { TextTable.sanitize(String($0)) }
                 .joined(separator: "\n")
-            writeOut(shown)
+            writeOut(shown.hasSuffix("\n") ? shown : shown + "\n")
             if shown != text { printError("(control characters shown escaped on a terminal: pipe the output, or pass --raw, for the exact bytes)") }
         }
     }

@@ -22,7 +22,7 @@ struct Trail: AsyncParsableCommand {
     )
 
     /// ArgumentParser's `main`, except that its messages (which quote the argument they refuse) are printed with
-    /// control characters escaped, line breaks kept: a hostile argument cannot drive the terminal.
+    /// control characters escaped: a hostile argument can neither drive the terminal nor forge a line.
     static func main() async {
         do {
             var command = try parseAsRoot()
@@ -33,7 +33,11 @@ struct Trail: AsyncParsableCommand {
             }
         } catch {
             let code = exitCode(for: error)
-            let message = fullMessage(for: error)
+            // The error line quotes the refused value: escaped whole (a line feed in it cannot start a line); the
+            // usage lines after it are Trail's own.
+            let short = code.isSuccess ? "" : message(for: error)
+            let full = fullMessage(for: error)
+            let message = (short.isEmpty ? full : full.replacingOccurrences(of: short, with: TextTable.sanitize(short)))
                 .split(separator: "\n", omittingEmptySubsequences: false).map { TextTable.sanitize(String($0)) }
                 .joined(separator: "\n")
             if !message.isEmpty {

@@ -225,8 +225,9 @@ struct HostileInputTests {
         }
         #expect(!FileManager.default.fileExists(atPath: attach))
         let after = try Self.snapshot(db).filter { !$0.hasPrefix("setting:") }
-        // Correlation may rerun; the evidence, observations and schema may not change.
-        for prefix in ["raw_block:", "raw_record:", "observation:", "identity_event:", "reject:", "table ", "index ", "integrity_check:"] {
+        // Correlation may rerun, and a wrong --format rejects the file's records (kept in `reject`); the evidence,
+        // observations, identity events and schema may not change.
+        for prefix in ["raw_block:", "raw_record:", "observation:", "identity_event:", "table ", "index ", "integrity_check:"] {
             #expect(after.filter { $0.hasPrefix(prefix) } == before.filter { $0.hasPrefix(prefix) }, "\(prefix)")
         }
     }
@@ -295,7 +296,9 @@ struct HostileInputTests {
         #expect(alone.status == 1 && alone.stderr.contains("does not carry the records' data"), "\(alone.stdout) \(alone.stderr)")
         // Against a bundle with no data for the record either.
         let withBundle = try Self.run(["verify", report.path, "--bundle", hostileBundle.path], in: sub)
-        #expect(withBundle.status == 1 && withBundle.stderr.contains("without its data"), "\(withBundle.stdout) \(withBundle.stderr)")
+        #expect(withBundle.status == 2 && withBundle.stdout.contains("unreadable: the bundle lists record 1 without its data"),
+                "\(withBundle.stdout) \(withBundle.stderr)")
+        #expect(!withBundle.stdout.contains("OK"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == listing, "verify wrote a file")
 
         // Hashes that are not 64 hex digits (a terminal escape, a forged line) are refused without being printed.
@@ -328,9 +331,10 @@ struct HostileInputTests {
     /// The same without a line feed, for a record's raw bytes.
     static let rawHostile = "\u{1B}[2J\u{1B}]0;pwned\u{07}\rforged: line\u{202E}gnp.exe\u{85}next\u{9B}31m"
 
-    /// Records with the hostile string in every field a table shows: a Kong line (consumer, URI, user agent,
-    /// host), an Envoy line (path, authority, user agent, request id) and a line that is rejected.
-    static func hostileRecords() throws -> [UInt8] {
+    /// Records with the hostile string in every field a table shows, one file per format: a Kong line (consumer,
+    /// URI, user agent, host), an Envoy JSON line (path, authority, user agent, request id), an Envoy text line
+    /// with the raw bytes in its user agent (Envoy writes them so), and an Envoy JSON line that is rejected.
+    static func hostileRecords() throws -> [(format: String, bytes: [UInt8])] {
         let h = JSONValue.string(hostile).serialized()
         let kong = try String(contentsOf: CLI.root.appendingPathComponent("\(Shop.dir)/kong.ndjson"), encoding: .utf8)
             .split(separator: "\n")[0]
@@ -339,18 +343,27 @@ struct HostileInputTests {
             .replacingOccurrences(of: "Mozilla\\/5.0", with: String(h.dropFirst().dropLast()))
             .replacingOccurrences(of: "a01171eeb6331bee0b4e1b01bd57d392", with: "7a01171eeb6331bee0b4e1b01bd57d39")
         let envoy = #"{"start_time":"2026-05-04T10:00:00Z","method":"GET","path":\#(JSONValue.string("/a" + hostile).serialized()),"response_code":200,"authority":\#(h),"upstream_cluster":"inbound|8080||","downstream_peer_uri_san":"spiffe://x.example/ns/a/sa/b","downstream_local_uri_san":"spiffe://x.example/ns/a/sa/c","user_agent":\#(h),"request_id":\#(h),"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#
-        // Raw bytes, not JSON escapes (no line feed: it would end the record): rejected, and kept as evidence.
-        let rejected = "{\"start_time\":\"not a time \(rawHostile)\",\"method\":\"GET\"}"
-        return Array((kong + "\n" + envoy + "\n" + rejected + "\n").utf8)
+        let text = try String(contentsOf: CLI.root.appendingPathComponent("\(Shop.dir)/istio-proxy.log"), encoding: .utf8)
+            .split(separator: "\n")[0]
+            .replacingOccurrences(of: "Go-http-client/1.1", with: rawHostile)
+        // Raw bytes in a JSON string are not JSON: rejected, and listed by `trail rejects`.
+        let rejected = "{\"start_time\":\"2026-05-04T10:00:00Z\",\"method\":\"GET\",\"path\":\"/\(rawHostile)\"}"
+        return [("kong", Array((kong + "\n").utf8)), ("envoy-json", Array((envoy + "\n").utf8)), ("envoy-text", Array((text + "\n").utf8)),
+                ("envoy-json", Array((rejected + "\n").utf8))]
+    }
+
+    /// Ingests the hostile records into a new store; returns the ingest results.
+    static func ingestHostile(db: String, in dir: URL) throws -> [CLI.Result] {
+        try hostileRecords().map { try run(["ingest", "--db", db, "--format", $0.format, "-"], in: dir, stdin: $0.bytes) }
     }
 
     @Test func telemetryCannotDriveTheTerminalThroughAnyTable() throws {
         let dir = try Self.workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
         let db = dir.appendingPathComponent("trail.db").path
-        let ingest = try Self.run(["ingest", "--db", db, "-"], in: dir, stdin: try Self.hostileRecords())
-        #expect(ingest.status == 2, "one record is rejected: \(ingest.stdout) \(ingest.stderr)")
-        #expect(Self.rawControls(ingest.stdout + ingest.stderr).isEmpty, "ingest's list of rejections")
+        let ingests = try Self.ingestHostile(db: db, in: dir)
+        #expect(ingests.map(\.status) == [0, 0, 0, 2], "\(ingests.map { $0.stdout + $0.stderr })")
+        for ingest in ingests { #expect(Self.rawControls(ingest.stdout + ingest.stderr).isEmpty, "ingest's list of rejections") }
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736"
         let kongTrace = "7a01171eeb6331bee0b4e1b01bd57d39"
         var outputs: [(String, CLI.Result)] = []
@@ -359,6 +372,7 @@ struct HostileInputTests {
             ["activity", "spiffe://x.example/ns/a/sa/b"], ["findings"], ["identities"], ["rejects"],
             ["query", "chain_hops", "--param", "trace_id=\(trace)"], ["query", "activity", "--param", "principal=\(Self.hostile)"],
             ["who-accessed", "/a*"], ["evidence", "1", "--verbose"], ["evidence", "3", "--verbose"], ["chain", Self.hostile],
+            ["chain", "4bf92f3577b34da6a3ce929d0e0e4736"], ["who-accessed", "POST /payments/charge"],
         ] {
             for format in ["table", "csv"] where !(arguments[0] == "evidence" && format == "csv") {
                 let args = arguments + (arguments[0] == "evidence" ? [] : ["--format", format]) + ["--db", db]
@@ -367,7 +381,9 @@ struct HostileInputTests {
         }
         var rows = 0
         for (what, r) in outputs {
-            let shown = what.hasPrefix("evidence") ? r.stderr : r.stdout + r.stderr
+            // CSV records end with CR LF (RFC 4180); any other CR is an attack.
+            let stdout = what.contains("--format csv") ? r.stdout.replacingOccurrences(of: "\r\n", with: "\n") : r.stdout
+            let shown = what.hasPrefix("evidence") ? r.stderr : stdout + r.stderr
             #expect(Self.rawControls(shown).isEmpty, "\(what): raw \(Self.rawControls(shown))")
             #expect(!shown.split(separator: "\n").contains { $0.hasPrefix("forged") }, "\(what): a forged line")
             if shown.contains("\\u{1b}[2J") { rows += 1 }
@@ -386,10 +402,9 @@ struct HostileInputTests {
         let dir = try Self.workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
         let db = dir.appendingPathComponent("trail.db").path
-        let records = try Self.hostileRecords()
-        _ = try Self.run(["ingest", "--db", db, "-"], in: dir, stdin: records)
-        // The rejected record is the one with raw escape sequences; a pipe gets it byte for byte.
-        let rawLine = String(decoding: records, as: UTF8.self).split(separator: "\n")[2] + "\n"
+        _ = try Self.ingestHostile(db: db, in: dir)
+        // The Envoy text line holds raw escape sequences; a pipe gets it byte for byte (without its line feed).
+        let rawLine = String(decoding: try Self.hostileRecords()[2].bytes.dropLast(), as: UTF8.self)
         let id = try #require((1...5).first { try Self.run(["evidence", String($0), "--db", db], in: dir).stdout == rawLine },
                               "no evidence record holds the raw line")
         // A pseudo-terminal (util-linux `script`), as an analyst's shell has.
