@@ -215,6 +215,8 @@ struct EvidenceCommand: ParsableCommand {
         abstract: "Print a raw record exactly as it was ingested (the evidence behind hops and findings).")
     @OptionGroup var store: StoreOptions
     @Flag(name: .long, help: "Print where it came from and its SHA-256 on stderr.") var verbose = false
+    @Flag(name: .long, help: "Write the exact bytes even to a terminal (by default a terminal gets control characters escaped).")
+    var raw = false
     @Argument(help: "Raw record id (as listed in `evidence` of chains and findings).") var id: Int64
 
     func run() throws {
@@ -222,9 +224,22 @@ struct EvidenceCommand: ParsableCommand {
             let s = try store.open(readOnly: true)
             guard let e = try s.evidence(id: id) else { throw StoreError("no raw record \(id) in \(s.path)") }
             if verbose {
-                printError("record \(e.id): \(e.format) from \(TextTable.sanitize(e.source)) line \(e.line)\(e.detail.map { " \($0)" } ?? ""), sha256 \(e.sha256)")
+                printError("record \(e.id): \(e.format) from \(TextTable.sanitize(e.source)) line \(e.line)\(e.detail.map { " \(TextTable.sanitize($0))" } ?? ""), sha256 \(e.sha256)")
             }
-            FileHandle.standardOutput.write(Data(e.bytes))
+            guard !raw, isatty(STDOUT_FILENO) != 0 else {
+                FileHandle.standardOutput.write(Data(e.bytes))
+                return
+            }
+            // A terminal would run the escape sequences a hostile record holds: show them escaped. A pipe or a
+            // file (or --raw) gets the bytes exactly as ingested.
+            guard let text = String(bytes: e.bytes, encoding: .utf8) else {
+                writeOut("(\(e.bytes.count) bytes that are not UTF-8 text: pipe the output, or pass --raw, to get them)\n")
+                return
+            }
+            let shown = text.split(separator: "\n", omittingEmptySubsequences: false).map { TextTable.sanitize(String($0)) }
+                .joined(separator: "\n")
+            writeOut(shown.hasSuffix("\n") ? shown : shown + "\n")
+            if shown != text { printError("(control characters shown escaped on a terminal: pipe the output, or pass --raw, for the exact bytes)") }
         }
     }
 }

@@ -50,7 +50,8 @@ func runReporting(_ body: () throws -> Void) throws {
     } catch let e as ExitCode {
         throw e
     } catch {
-        printError("error: \(error)")
+        // Messages may quote arguments and stored telemetry: one line, controls shown escaped.
+        printError("error: " + TextTable.sanitize("\(error)"))
         throw ExitCode.failure
     }
 }

@@ -57,9 +57,10 @@ enum TextTable {
 }
 
 /// RFC 4180 CSV. Cells that a spreadsheet would run as a formula (starting with = + - @ or a tab) are
-/// prefixed with a single quote: log data must never execute.
+/// prefixed with a single quote: log data must never execute. Control characters are shown escaped as in tables
+/// (as the report's CSV does): CSV goes to a terminal by default.
 enum CSV {
-    static func cell(_ s: String) -> String { CSVCell.escape(s) }
+    static func cell(_ s: String) -> String { CSVCell.escape(TextTable.sanitize(s)) }
 
     static func render(columns: [String], rows: [[String]]) -> String {
         var out = columns.map(cell).joined(separator: ",") + "\r\n"

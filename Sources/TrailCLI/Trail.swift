@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 
 @main
@@ -19,4 +20,30 @@ struct Trail: AsyncParsableCommand {
             BenchServe.self, BenchMesh.self, BenchGateway.self, GatewayCommand.self, DemoServiceCommand.self,
         ]
     )
+
+    /// ArgumentParser's `main`, except that its messages (which quote the argument they refuse) are printed with
+    /// control characters escaped: a hostile argument can neither drive the terminal nor forge a line.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            // The error line quotes the refused value: escaped whole (a line feed in it cannot start a line); the
+            // usage lines after it are Trail's own.
+            let short = code.isSuccess ? "" : message(for: error)
+            let full = fullMessage(for: error)
+            let message = (short.isEmpty ? full : full.replacingOccurrences(of: short, with: TextTable.sanitize(short)))
+                .split(separator: "\n", omittingEmptySubsequences: false).map { TextTable.sanitize(String($0)) }
+                .joined(separator: "\n")
+            if !message.isEmpty {
+                if code.isSuccess { writeOut(message + "\n") } else { printError(message) }
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
 }

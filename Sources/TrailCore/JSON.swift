@@ -551,8 +551,9 @@ public enum LineSplitter {
 // MARK: - Writing
 
 extension JSONValue {
-    /// Serialises the value. Strings are escaped per RFC 8259, and additionally `<`, `>`, `&`, U+2028 and
-    /// U+2029 are written as `\u` escapes so that attacker-controlled text stays inert when embedded in HTML.
+    /// Serialises the value. Strings are escaped per RFC 8259, and additionally `<`, `>`, `&`, U+2028, U+2029, C1
+    /// controls and bidirectional controls are written as `\u` escapes so that attacker-controlled text stays inert
+    /// when embedded in HTML, read line by line, or shown on a terminal.
     public func serialized(pretty: Bool = false) -> String {
         // Bytes first, one String at the end: appending to a String costs a String per run of text.
         var out = [UInt8]()
@@ -606,7 +607,8 @@ extension JSONValue {
     }
 
     /// Appends `s` as a JSON string. Runs of bytes that need no escaping are appended whole (log lines are
-    /// mostly such runs); quotes, backslashes, control characters, DEL, `<`, `>`, `&`, U+2028 and U+2029 are escaped.
+    /// mostly such runs); quotes, backslashes, C0 and C1 control characters, DEL, `<`, `>`, `&`, U+2028, U+2029 and
+    /// the bidirectional controls are escaped (all losslessly: a JSON reader gets the same string back).
     static func writeString(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var text = s
@@ -624,8 +626,14 @@ extension JSONValue {
                 case 0x0D: escape = "\\r"
                 case 0x09: escape = "\\t"
                 case 0x3C, 0x3E, 0x26: escape = "\\u" + JSONValue.hex4(UInt32(b))
-                case 0xE2 where i + 2 < bytes.count && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9):
-                    escape = bytes[i + 2] == 0xA8 ? "\\u2028" : "\\u2029"
+                case 0xC2 where i + 1 < bytes.count && bytes[i + 1] >= 0x80 && bytes[i + 1] <= 0x9F:
+                    // C1 controls (U+0080–U+009F): NEL ends a line for some log readers, CSI drives some terminals.
+                    escape = "\\u" + JSONValue.hex4(UInt32(bytes[i + 1]))
+                    width = 2
+                case 0xE2 where i + 2 < bytes.count && JSONValue.isSeparatorOrBidi(bytes[i + 1], bytes[i + 2]):
+                    // U+2028, U+2029, and the bidirectional embeddings, overrides and isolates (U+202A–U+202E,
+                    // U+2066–U+2069) that make a terminal show text in another order than it is.
+                    escape = "\\u" + JSONValue.hex4(((UInt32(bytes[i + 1]) & 0x3F) << 6 | (UInt32(bytes[i + 2]) & 0x3F)) | 0x2000)
                     width = 3
                 default:
                     if b < 0x20 || b == 0x7F { escape = "\\u" + JSONValue.hex4(UInt32(b)) }
@@ -642,6 +650,11 @@ extension JSONValue {
             if bytes.count > runStart { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count])) }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// The last two UTF-8 bytes of U+2028, U+2029, U+202A–U+202E or U+2066–U+2069 (after a 0xE2 lead byte).
+    static func isSeparatorOrBidi(_ b1: UInt8, _ b2: UInt8) -> Bool {
+        (b1 == 0x80 && b2 >= 0xA8 && b2 <= 0xAE) || (b1 == 0x81 && b2 >= 0xA6 && b2 <= 0xA9)
     }
 
     static func hex4(_ v: UInt32) -> String {

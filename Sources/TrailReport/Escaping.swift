@@ -58,7 +58,8 @@ enum Escape {
     }
 
     /// Text inside a Mermaid node or edge label (`["…"]`, `|"…"|`): Mermaid's entity codes for the characters
-    /// that would end the label, the code block or open HTML.
+    /// that would end the label, the code block or open HTML, and for `%` (Mermaid reads `%%{…}%%` directives
+    /// and `%%` comments anywhere in the text).
     static func mermaid(_ s: String) -> String {
         var out = ""
         for ch in controls(s).unicodeScalars {
@@ -69,6 +70,7 @@ enum Escape {
             case "&": out += "#amp;"
             case "`": out += "#96;"
             case "#": out += "#35;"
+            case "%": out += "#37;"
             case "|": out += "#124;"
             case "[": out += "#91;"
             case "]": out += "#93;"

@@ -80,10 +80,15 @@ public struct ClaimedEvidence: Sendable {
         guard let set = section["set_sha256"]?.string, let records = section["records"]?.array else {
             throw ParseError(description: "\(name): the evidence section has no set_sha256 or records")
         }
+        // The document may be hostile: a hash that is not 64 hex digits is refused, never echoed.
+        guard isSHA256Hex(set) else { throw ParseError(description: "\(name): set_sha256 is not 64 hex digits") }
         var entries: [Entry] = []
         for (i, r) in records.enumerated() {
             guard let id = r["id"]?.int, let sha = r["sha256"]?.string else {
                 throw ParseError(description: "\(name): evidence record \(i + 1) has no id or sha256")
+            }
+            guard isSHA256Hex(sha) else {
+                throw ParseError(description: "\(name): evidence record \(id) has a sha256 that is not 64 hex digits")
             }
             var data: [UInt8]?
             if let text = r["data"]?.string {
@@ -102,6 +107,10 @@ public struct ClaimedEvidence: Sendable {
                                  line: Int(r["line"]?.int ?? 0), bytes: data))
         }
         return ClaimedEvidence(entries: entries, setSHA256: set.lowercased())
+    }
+
+    static func isSHA256Hex(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) }
     }
 }
 

@@ -44,6 +44,16 @@ enum PeerCertificateIdentity: Sendable, Equatable {
             self = .unusable("the client certificate's URI SAN is not a valid SPIFFE ID")
             return
         }
+        // An X509-SVID's ID names a workload (it has a path) and its certificate is not a CA (the SPIFFE X509-SVID
+        // standard, §4.1 and §5.2): a CA certificate of the trust domain, even one that chains, is no sender.
+        guard id.isLeaf else {
+            self = .unusable("the client certificate's SPIFFE ID \(id) names a trust domain, not a workload")
+            return
+        }
+        if case .isCertificateAuthority? = try? certificate.extensions.basicConstraints {
+            self = .unusable("the client certificate is a CA certificate, not an X509-SVID")
+            return
+        }
         self = .spiffe(id)
     }
 }

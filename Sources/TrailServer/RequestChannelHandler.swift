@@ -95,8 +95,10 @@ final class RequestChannelHandler: ChannelInboundHandler, RemovableChannelHandle
                 .text(431, "request header section exceeds \(settings.maxHeaderBytes) bytes"), closeConnection: true)
         }
         let sender: SenderIdentity
+        // Authorization is a singleton field (RFC 9110 §11.6.2): with two, neither is taken (a malformed header).
+        let authorizations = head.headers["authorization"]
         switch settings.authenticator.decide(
-            peer: connection.peer, authorization: head.headers.first(name: "authorization"),
+            peer: connection.peer, authorization: authorizations.count > 1 ? "" : authorizations.first,
             address: connection.address)
         {
         case .allowed(var identity):

@@ -122,7 +122,7 @@ public struct NamedQuery: Sendable, Hashable {
             }
             switch p.kind {
             case .text:
-                values[p.name] = text
+                values[p.name] = StoredText.replacingNUL(text)
             case .int:
                 guard let i = Int64(text) else {
                     throw Error(description: "parameter \(p.name) must be an integer, got '\(text)'")

@@ -25,7 +25,7 @@ public enum ResourceMatcher: Sendable, Hashable {
 
     /// Parses `spiffe://…`, `POST /payments/*`, `/cart`, or a service name.
     public static func parse(_ text: String) -> ResourceMatcher {
-        let t = text.trimmingCharacters(in: .whitespaces)
+        let t = StoredText.replacingNUL(text).trimmingCharacters(in: .whitespaces)
         if t.lowercased().hasPrefix("spiffe://") { return .identity(t) }
         let parts = t.split(separator: " ", maxSplits: 1).map(String.init)
         var method: String?
@@ -114,12 +114,14 @@ extension TrailStore {
 
     /// Normalises a user-typed trace id (any case, 64-bit ids padded) or passes an `untraced:` id through.
     public static func normalizeTraceArgument(_ text: String) -> String {
+        let text = StoredText.replacingNUL(text)
         if text.hasPrefix("untraced:") { return text }
         return TraceIDs.normalizeTraceID(text) ?? text.lowercased()
     }
 
     public func chain(traceID: String) throws -> Chain? {
-        try writer.read { db in try Self.chain(traceID: traceID, db: db) }
+        let traceID = StoredText.replacingNUL(traceID)
+        return try writer.read { db in try Self.chain(traceID: traceID, db: db) }
     }
 
     static func chain(traceID: String, db: Database) throws -> Chain? {
@@ -307,7 +309,8 @@ extension TrailStore {
     /// Trace ids of every chain a principal started or took part in (as consumer, API key, JWT subject, client
     /// certificate, credential, or a workload calling or called), oldest first.
     public func activity(principal: String, window: TimeWindow) throws -> [String] {
-        try writer.read { db in
+        let principal = StoredText.replacingNUL(principal)
+        return try writer.read { db in
             try String.fetchAll(db, sql: """
                 SELECT trace_id FROM (
                     SELECT trace_id, start FROM chain WHERE (origin_principal = ? OR origin_credential = ?)
@@ -326,7 +329,9 @@ extension TrailStore {
     // MARK: findings
 
     public func findings(kinds: [String], window: TimeWindow, traceID: String? = nil) throws -> [FindingRow] {
-        try writer.read { db in
+        let kinds = kinds.map(StoredText.replacingNUL)
+        let traceID = traceID.map(StoredText.replacingNUL)
+        return try writer.read { db in
             var sql = "WHERE time >= ? AND time <= ?"
             var args: [(any DatabaseValueConvertible)?] = [window.sinceNanos, window.untilNanos]
             if !kinds.isEmpty {

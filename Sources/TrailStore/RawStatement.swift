@@ -31,6 +31,15 @@ final class RawStatement {
         if let value {
             var v = value
             v.withUTF8 { buf in
+                if buf.contains(0) {
+                    // GRDB reads text up to its first NUL: a NUL from telemetry would hide what follows it
+                    // (`/health\0/../admin` read back as `/health`). It is stored as U+FFFD instead.
+                    let bytes = Array(StoredText.replacingNUL(String(decoding: buf, as: UTF8.self)).utf8)
+                    bytes.withUnsafeBufferPointer { b in
+                        _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(b.baseAddress)?.assumingMemoryBound(to: CChar.self), Int32(b.count), Self.transient)
+                    }
+                    return
+                }
                 _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(buf.baseAddress)?.assumingMemoryBound(to: CChar.self), Int32(buf.count), Self.transient)
             }
         } else {
@@ -90,4 +99,13 @@ final class RawStatement {
     }
 
     func int(_ column: Int32) -> Int? { int64(column).map(Int.init) }
+}
+
+/// Text as the store keeps it. SQLite keeps a NUL inside text, but GRDB (and `sqlite3_column_text` readers) stop
+/// at the first one, so a NUL from telemetry, or in a value looked up, is replaced by U+FFFD: what follows it
+/// stays visible and comparable. The raw record keeps the original bytes.
+public enum StoredText {
+    public static func replacingNUL(_ text: String) -> String {
+        text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
+    }
 }

@@ -302,7 +302,8 @@ extension TrailStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING
                 """,
             arguments: [
-                digest, source, rej.format?.rawValue, rej.location.line, rej.location.detail, rej.reason,
+                digest, StoredText.replacingNUL(source), rej.format?.rawValue, rej.location.line,
+                rej.location.detail.map(StoredText.replacingNUL), StoredText.replacingNUL(rej.reason),
                 Data(Zstd.compress(rej.raw, level: 1)), rawID, now.nanoseconds,
             ])
     }

@@ -20,6 +20,20 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(Array(text.utf8)) }
     }
 
+    /// Log lines and reports are JSON written from attacker-controlled text: C0 and C1 controls, DEL, the line
+    /// and paragraph separators, bidirectional controls and `< > &` are escaped, so a line reader (Python's
+    /// `splitlines` ends a line at U+0085 and U+2028), a terminal or an HTML page cannot be driven by them, and a
+    /// JSON reader gets the very same string back.
+    @Test func hostileTextIsEscapedLosslessly() throws {
+        let hostile = "a\u{1B}[2J\u{07}\r\n\u{0}\u{7F}\u{85}\u{9B}31m\u{9F}\u{A0}\u{2028}\u{2029}\u{202A}\u{202E}\u{2066}\u{2069}"
+            + "\u{2027}\u{202F}\u{2065}\u{206A}</script><!--&é😀"
+        let text = JSONValue.string(hostile).serialized()
+        #expect(text == #""a\u001b[2J\u0007\r\n\u0000\u007f\u0085\u009b31m\u009f\#u{A0}\u2028\u2029\u202a\u202e\u2066\u2069\#u{2027}\#u{202F}\#u{2065}\#u{206A}\u003c/script\u003e\u003c!--\u0026é😀""#)
+        #expect(try JSONParser.parse(Array(text.utf8)) == .string(hostile))
+        // What stays raw is printable: no scalar of the output is a control, separator or bidi control.
+        #expect(!text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || (0x2028...0x202E).contains($0.value) || (0x2066...0x2069).contains($0.value) })
+    }
+
     @Test func deepNestingIsRefusedNotACrash() {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         #expect(throws: JSONParseError.self) { try JSONParser.parse(Array(deep.utf8)) }

@@ -74,7 +74,10 @@ package final class GatewayPolicy: ProxyPolicy {
     package func route(_ head: inout HTTPRequestHead, _ record: inout MeshAccessRecord, _ connection: DownstreamConnection) -> ProxyRoute {
         let started = MeshAccessRecord.nowNanos()
         let headers = head.headers.map { (name: $0.name.lowercased(), value: $0.value) }
-        let (path, query) = RouteRequest.split(target: head.uri)
+        // Routes, authentication and the upstream see the normalised path (dot segments resolved, slashes merged,
+        // unreserved escapes decoded), as the sidecar's policies do: `/public/../admin` is `/admin`, never a
+        // request on the `/public` route. A target that is not origin-form is refused below (malformedHead).
+        let (path, query) = RouteRequest.split(target: PathNormalizer.normalize(head.uri) ?? head.uri)
         let authority = head.headers.first(name: "host") ?? ""
         let host = Self.hostName(authority)
         var peer: PeerCertificateIdentity?
@@ -322,9 +325,12 @@ package final class GatewayPolicy: ProxyPolicy {
         spans.record(span)
     }
 
-    /// A request the HTTP parser let through but the edge refuses (400): a missing, repeated or malformed Host,
-    /// and framing a smuggler relies on (NIO's parser already refuses most of these, see `EdgeProtocolErrorHandler`).
+    /// A request the HTTP parser let through but the edge refuses (400): a target that is not origin-form, a
+    /// missing, repeated or malformed Host, and framing a smuggler relies on (NIO's parser already refuses most of these, see `EdgeProtocolErrorHandler`).
     static func malformedHead(_ head: HTTPRequestHead) -> (Int, String)? {
+        if PathNormalizer.normalize(head.uri) == nil {
+            return (400, "the request target is not an origin-form path (absolute-form, authority-form, * or a bad escape)")
+        }
         let hosts = head.headers["host"]
         if hosts.count > 1 { return (400, "several Host headers") }
         if hosts.isEmpty {

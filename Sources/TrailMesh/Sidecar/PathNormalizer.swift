@@ -2,9 +2,9 @@
 /// which includes BASE): percent-encoded unreserved characters decoded and other escapes upper-cased (RFC 3986
 /// §6.2.2), dot segments removed (§5.2.4), repeated slashes merged. Without it a policy on `/pay/admin` could be
 /// passed by `/pay//admin`, `/pay/./admin`, `/x/../pay/admin` or `/pay/%61dmin`. The query is kept as it is.
-enum PathNormalizer {
+package enum PathNormalizer {
     /// The normalised target, or nil when it is not an origin-form target (`/…`) or has a malformed escape.
-    static func normalize(_ target: String) -> String? {
+    package static func normalize(_ target: String) -> String? {
         let bytes = Array(target.utf8)
         guard bytes.first == 0x2F else { return nil }
         let queryStart = bytes.firstIndex(where: { $0 == 0x3F || $0 == 0x23 }) ?? bytes.count

@@ -61,9 +61,37 @@ extension ProxyServerPipeline {
             mode: .server, connectionConfiguration: connectionConfiguration, streamConfiguration: streamConfiguration,
             inboundStreamInitializer: { stream in
                 stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandlers([HTTP2FramePayloadToHTTP1ServerCodec(), makeHandler()])
+                    try stream.pipeline.syncOperations.addHandlers([
+                        HTTP2AuthorityCheckHandler(), HTTP2FramePayloadToHTTP1ServerCodec(), makeHandler(),
+                    ])
                 }
             })
+    }
+}
+
+/// Resets an HTTP/2 request stream whose `host` field differs from its `:authority` (RFC 9113 §8.3.1: malformed)
+/// with PROTOCOL_ERROR. NIO's HTTP/1 codec keeps `host` and drops `:authority` when both are present, so without
+/// this a front end routing on `:authority` and the gateway routing on Host would disagree about the request.
+final class HTTP2AuthorityCheckHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias InboundOut = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .headers(let h) = unwrapInboundIn(data) else {
+            context.fireChannelRead(data)
+            return
+        }
+        // The first header block is the request's: checked, then this handler leaves the stream.
+        let hosts = h.headers[canonicalForm: "host"]
+        let authority = h.headers.first(name: ":authority")
+        if !hosts.isEmpty, hosts.count > 1 || authority.map({ $0.lowercased() != hosts[0].lowercased() }) ?? false {
+            context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }
 
