@@ -3,7 +3,6 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
-import Synchronization
 import SwiftASN1
 import Testing
 import TrailCore
@@ -296,7 +295,7 @@ struct HostileCertificateTests {
 
 /// Answers with the sender's SPIFFE ID.
 final class SenderEcho: ServerRequestHandler {
-    private let seen = Mutex<[String]>([])
+    private let seen = Locked<[String]>([])
     var senders: [String] { seen.withLock { $0 } }
 
     func handle(_ request: ServerRequest) async -> ServerResponse {
@@ -344,7 +343,7 @@ enum TLSClient {
     final class Collector: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let done: EventLoopPromise<TLSOutcome>
-        private let state = Mutex<(bytes: [UInt8], error: String?)>(([], nil))
+        private let state = Locked<(bytes: [UInt8], error: String?)>(([], nil))
 
         init(done: EventLoopPromise<TLSOutcome>) { self.done = done }
 
