@@ -279,7 +279,7 @@ public final class IngestPipeline: @unchecked Sendable {
                 Thread.sleep(forTimeInterval: 1)
             } else {
                 // Records are stored; the next start (or `trail correlate`) correlates what this pass could not.
-                log("trail serve: correlation failed: \(error); `trail correlate` rebuilds it")
+                log("trail serve: correlation failed: \(error); the next start (or `trail correlate`) correlates these traces")
                 pendingCrossChain = false
                 if stopping { uncorrelated = DirtySet() }
             }

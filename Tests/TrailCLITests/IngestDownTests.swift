@@ -312,6 +312,7 @@ struct IngestDownTests {
             #expect(delivered[s]?.most == 1, "\(s): a record was stored twice")
             #expect(delivered[s]?.ids == Set((d..<requests).map { "down-\($0)" }), "\(s): not the newest \(requests - d) records")
         }
+        #expect(M.eventually(5) { estate.spools.allSatisfy { Estate.usage($0.path).total == 0 } }, "spools not emptied")
         let sent = try estate.sidecarCounters()
         #expect(sent["access_logs sent"] == requests - dropped[2] && sent["spans sent"] == requests - dropped[3], "\(sent)")
         print("ingest down, spool bound \(bound / 2) bytes per stream: \(requests) requests in \(String(format: "%.1f", trafficSeconds)) s; largest spool besides its newest batch \(worstSeen) bytes; dropped \(dropped), arrived \(Self.streams.map { delivered[$0]?.ids.count ?? 0 }); lost beyond the counted drops 0, duplicates 0")

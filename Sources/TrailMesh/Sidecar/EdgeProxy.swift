@@ -147,7 +147,7 @@ package final class EdgeProxyServer: Sendable {
     }
 
     /// A disk-buffered outbox to `trail serve` at `url` + `path`, authenticated by a bearer token or, without
-    /// one, the edge's SVID; its spool holds at most `maxBytes` (plus the newest batch).
+    /// one, the edge's SVID; its spool holds at most `maxBytes` (or one larger batch alone).
     package func outbox(
         url: String, path: String, contentType: String, tokenFile: String?, caPath: String?, directory: String,
         maxBytes: Int, log: @escaping @Sendable (String) -> Void,
