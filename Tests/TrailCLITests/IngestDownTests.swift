@@ -266,7 +266,9 @@ struct IngestDownTests {
         #expect(M.eventually(5) { estate.spools.allSatisfy { Estate.usage($0.path).total == 0 } }, "spools not emptied")
         let counters = try estate.sidecarCounters()
         #expect(counters["access_logs dropped"] == 0 && counters["spans dropped"] == 0, "\(counters)")
-        print("ingest down: 1 outage, \(requests) requests through the gateway and the sidecar while trail serve was down, spooled \(spooled) bytes; arrived per stream \(Self.streams.map { delivered[$0]?.ids.count ?? 0 }), lost 0, duplicates 0")
+        let arrivals = Self.streams.map { delivered[$0]?.ids.count ?? 0 }
+        let twice = Self.streams.filter { (delivered[$0]?.most ?? 0) > 1 }.count
+        print("ingest down: 1 outage, \(requests) requests through the gateway and the sidecar while trail serve was down, spooled \(spooled) bytes; arrived per stream \(arrivals), lost \(4 * requests - arrivals.reduce(0, +)), streams with duplicates \(twice)")
     }
 
     @Test func pastASmallSpoolBoundTheOldestAreDroppedCountedAndTheRestArrives() throws {
@@ -315,6 +317,12 @@ struct IngestDownTests {
         #expect(M.eventually(5) { estate.spools.allSatisfy { Estate.usage($0.path).total == 0 } }, "spools not emptied")
         let sent = try estate.sidecarCounters()
         #expect(sent["access_logs sent"] == requests - dropped[2] && sent["spans sent"] == requests - dropped[3], "\(sent)")
-        print("ingest down, spool bound \(bound / 2) bytes per stream: \(requests) requests in \(String(format: "%.1f", trafficSeconds)) s; largest spool besides its newest batch \(worstSeen) bytes; dropped \(dropped), arrived \(Self.streams.map { delivered[$0]?.ids.count ?? 0 }); lost beyond the counted drops 0, duplicates 0")
+        let arrivals = Self.streams.map { delivered[$0]?.ids.count ?? 0 }
+        let twice = Self.streams.filter { (delivered[$0]?.most ?? 0) > 1 }.count
+        print("""
+            ingest down, spool bound \(bound / 2) bytes per stream: \(requests) requests in \(String(format: "%.1f", trafficSeconds)) s; \
+            largest spool besides its newest batch \(worstSeen) bytes; dropped \(dropped), arrived \(arrivals); \
+            lost beyond the counted drops \(4 * requests - dropped.reduce(0, +) - arrivals.reduce(0, +)), streams with duplicates \(twice)
+            """)
     }
 }
