@@ -44,6 +44,8 @@ public final class IngestPipeline: @unchecked Sendable {
     private var thread: Thread?
     /// Called after each batch with its counts and the time it took (for metrics).
     private let onBatch: @Sendable (_ submissions: [(source: String, counts: IngestCounts)], _ seconds: Double) -> Void
+    /// Where the writer reports that the store stopped (and started again) taking writes.
+    private let log: @Sendable (String) -> Void
 
     private final class Pending: @unchecked Sendable {
         let results: [ParseResult]
@@ -63,10 +65,12 @@ public final class IngestPipeline: @unchecked Sendable {
 
     public init(
         store: TrailStore, configuration: Configuration = .init(),
-        onBatch: @escaping @Sendable ([(source: String, counts: IngestCounts)], Double) -> Void = { _, _ in }
+        onBatch: @escaping @Sendable ([(source: String, counts: IngestCounts)], Double) -> Void = { _, _ in },
+        log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
     ) {
         self.store = store
         self.configuration = configuration
+        self.log = log
         self.onBatch = onBatch
     }
 
@@ -144,8 +148,15 @@ public final class IngestPipeline: @unchecked Sendable {
     private var lastBatchTraces = 0
     private var pendingCrossChain = false
     private var uncorrelatedCount = 0
+    /// Whether the store's last write failed, and whether that episode was logged (writer thread only): the log
+    /// says so once, however many senders hear 503 meanwhile, and once more when writes succeed again; at most
+    /// one such pair a minute while the store flaps.
+    private var writesFailing = false
+    private var failureLogged = false
+    private var lastFailureLog = Date.distantPast
 
     private func run() {
+        resumeCorrelation()
         while true {
             condition.lock()
             // Alternate: one slice of correlation, one batch of storage.
@@ -179,6 +190,7 @@ public final class IngestPipeline: @unchecked Sendable {
                 let (counts, dirty) = try store.ingestBatch(batch.map { ($0.results, $0.source) })
                 // Durable: answer the senders; correlation follows.
                 finish(batch, records: records) { i in .stored(counts[i]) }
+                writesSucceeded()
                 onBatch(zip(batch, counts).map { ($0.source, $1) }, Date().timeIntervalSince(started))
                 uncorrelated.formUnion(dirty)
                 lastBatchTraces = dirty.traceIDs.count
@@ -187,8 +199,26 @@ public final class IngestPipeline: @unchecked Sendable {
                 correlatedSinceLastBatch = false
                 condition.unlock()
             } catch {
+                writeFailed(error)
                 finish(batch, records: records) { _ in .failed("the store could not write: \(error)") }
             }
+        }
+    }
+
+    /// Takes up the traces that were stored but not correlated when the last run ended (kill -9, power loss, a
+    /// full disk at shutdown): they are correlated like new ones.
+    private func resumeCorrelation() {
+        do {
+            let left = try store.uncorrelatedChains()
+            guard !left.isEmpty else { return }
+            uncorrelated.traceIDs.formUnion(left)
+            pendingCrossChain = true
+            condition.lock()
+            uncorrelatedCount = uncorrelated.traceIDs.count
+            condition.unlock()
+            log("trail serve: correlating \(left.count) traces stored but not correlated before the last stop")
+        } catch {
+            log("trail serve: cannot look for traces left uncorrelated: \(error); `trail correlate` rebuilds them")
         }
     }
 
@@ -235,13 +265,41 @@ public final class IngestPipeline: @unchecked Sendable {
             } else {
                 pendingCrossChain = true
             }
+            writesSucceeded()
         } catch {
-            // Records are stored; `trail correlate` rebuilds what this pass could not. Back off instead of
-            // spinning while the store refuses writes (disk full, a long lock held elsewhere).
-            FileHandle.standardError.write(Data("trail serve: correlation failed: \(error)\n".utf8))
-            pendingCrossChain = false
-            Thread.sleep(forTimeInterval: 1)
+            condition.lock()
+            let stopping = self.stopping
+            condition.unlock()
+            if TrailStore.isTransient(error) && !stopping {
+                // Nothing of the pass was written: keep its traces for the next pass, and back off instead of
+                // spinning while the store refuses writes.
+                writeFailed(error)
+                uncorrelated.formUnion(slice)
+                pendingCrossChain = true
+                Thread.sleep(forTimeInterval: 1)
+            } else {
+                // Records are stored; the next start (or `trail correlate`) correlates what this pass could not.
+                log("trail serve: correlation failed: \(error); the next start (or `trail correlate`) correlates these traces")
+                pendingCrossChain = false
+                if stopping { uncorrelated = DirtySet() }
+            }
         }
+    }
+
+    private func writeFailed(_ error: any Error) {
+        guard !writesFailing else { return }
+        writesFailing = true
+        failureLogged = Date().timeIntervalSince(lastFailureLog) >= 60
+        if failureLogged {
+            lastFailureLog = Date()
+            log("trail serve: the store cannot write (\(TrailStore.summary(of: error))); senders get 503 with Retry-After until it can")
+        }
+    }
+
+    private func writesSucceeded() {
+        guard writesFailing else { return }
+        writesFailing = false
+        if failureLogged { log("trail serve: the store writes again") }
     }
 
     private func finish(_ batch: [Pending], records: Int, _ outcome: (Int) -> Outcome) {

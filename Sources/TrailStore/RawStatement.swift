@@ -14,7 +14,7 @@ final class RawStatement {
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v2(connection, sql, -1, &stmt, nil)
         guard rc == SQLITE_OK, let stmt else {
-            throw StoreError("SQLite error \(rc): \(String(cString: sqlite3_errmsg(connection))) - while preparing `\(sql)`")
+            throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(connection)), sql: sql)
         }
         self.handle = stmt
         self.connection = connection
@@ -64,9 +64,7 @@ final class RawStatement {
             index = 0
         }
         let rc = sqlite3_step(handle)
-        guard rc == SQLITE_DONE || rc == SQLITE_ROW else {
-            throw StoreError("SQLite error \(rc): \(String(cString: sqlite3_errmsg(connection)))")
-        }
+        guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw error(rc) }
     }
 
     /// Rows changed by the last execute.
@@ -82,10 +80,13 @@ final class RawStatement {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
         index = 0
-        guard rc == SQLITE_DONE else {
-            throw StoreError("SQLite error \(rc): \(String(cString: sqlite3_errmsg(connection)))")
-        }
+        guard rc == SQLITE_DONE else { throw error(rc) }
         return false
+    }
+
+    /// GRDB's error for a failed step, so that callers can tell a full disk (`SQLITE_FULL`) from other failures.
+    private func error(_ rc: Int32) -> DatabaseError {
+        DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(connection)))
     }
 
     func string(_ column: Int32) -> String? {

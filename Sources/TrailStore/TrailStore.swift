@@ -177,6 +177,31 @@ extension TrailStore {
         }
     }
 
+    /// Whether a failed write may succeed later unchanged: the disk was full, an I/O error, a lock held elsewhere
+    /// for too long. Anything else (a constraint, a bug) fails again.
+    public static func isTransient(_ error: any Error) -> Bool {
+        guard let error = error as? DatabaseError else { return false }
+        return [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_NOMEM, .SQLITE_CANTOPEN]
+            .contains(error.resultCode)
+    }
+
+    /// A store error for a log line: SQLite's code and message, without the statement.
+    public static func summary(of error: any Error) -> String {
+        guard let error = error as? DatabaseError else { return "\(error)" }
+        return "SQLite error \(error.resultCode.rawValue): \(error.message ?? error.resultCode.description)"
+    }
+
+    /// Chains whose observations were stored but never correlated (every correlated chain has its `chain` row):
+    /// what a writer stopped by a crash leaves behind. Reads the whole chain index of the observations.
+    public func uncorrelatedChains() throws -> Set<String> {
+        try writer.read { db in
+            Set(try String.fetchAll(db, sql: """
+                SELECT DISTINCT chain_id FROM observation
+                 WHERE NOT EXISTS (SELECT 1 FROM chain WHERE chain.trace_id = observation.chain_id)
+                """))
+        }
+    }
+
     /// Bytes the store takes on disk (database plus write-ahead log).
     public func sizeOnDisk() -> Int64 {
         guard path != ":memory:" else { return 0 }

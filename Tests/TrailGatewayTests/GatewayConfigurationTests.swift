@@ -68,6 +68,8 @@ import TrailMesh
         ("tls without key", "tls: {cert: c.pem}\n" + base, "t.yaml: tls (line 1): missing key 'key'"),
         ("ingest without buffer", "telemetry: {ingest: https://127.0.0.1:9000}\n" + base,
          "t.yaml: telemetry (line 1): 'buffer_dir' is required with 'ingest'"),
+        ("spool bound too small", "telemetry: {ingest: https://127.0.0.1:9000, buffer_dir: b, buffer_max_bytes: 4096}\n" + base,
+         "t.yaml: telemetry.buffer_max_bytes (line 1): must be at least 65536"),
         ("bad trace policy", "trace: {incoming: maybe}\n" + base, "t.yaml: trace.incoming (line 1): expected trust or restart"),
         ("no routes", "consumers: []\n", "missing key 'routes'"),
         ("bad port", base.replacingOccurrences(of: "port: 80", with: "port: 70000"),
@@ -152,6 +154,10 @@ import TrailMesh
         #expect(server.telemetry.accessLog == "/etc/trail/gw.ndjson")
         #expect(server.telemetry.ingest == "https://127.0.0.1:7443")
         #expect(server.telemetry.bufferDirectory == "/etc/trail/buf")
+        #expect(server.telemetry.bufferMaxBytes == 512 << 20)
+        let bounded = try GatewayConfiguration.parse(
+            yaml: yaml.replacingOccurrences(of: "buffer_dir: buf}", with: "buffer_dir: buf, buffer_max_bytes: 1048576}"), file: "/etc/trail/g.yaml")
+        #expect(bounded.server.telemetry.bufferMaxBytes == 1 << 20)
         #expect(server.incomingTrace == .restart)
         let config = try GatewayConfiguration.parse(yaml: yaml, file: "/etc/trail/g.yaml")
         #expect(config.routes[0].rules[0].backendRefs[0].spiffeID == "spiffe://shop.example/ns/shop/sa/a")

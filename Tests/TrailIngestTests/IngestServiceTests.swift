@@ -137,6 +137,29 @@ struct IngestServiceTests {
         #expect(missing.status == 404)
     }
 
+    /// What a killed writer stored but never correlated is correlated when the next pipeline starts, and it says so.
+    @Test func aStartCorrelatesWhatTheLastRunLeftUncorrelated() throws {
+        let store = try TrailStore(path: ":memory:")
+        let input = try IngestFixtures.bytes("scenarios/shop/istio-proxy.ndjson")
+        _ = try store.ingest(FormatRegistry.parse(input, format: .envoyJSON), source: "before-the-crash")
+        let left = try store.uncorrelatedChains()
+        #expect(left.count >= 3)
+        let lines = LockedLines()
+        let pipeline = IngestPipeline(store: store, log: { lines.append($0) })
+        pipeline.start()
+        pipeline.shutdown()
+        #expect(try store.uncorrelatedChains().isEmpty)
+        #expect(try IngestFixtures.count(store, "SELECT count(*) FROM chain") == left.count)
+        #expect(lines.all == ["trail serve: correlating \(left.count) traces stored but not correlated before the last stop"])
+    }
+
+    final class LockedLines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func append(_ line: String) { lock.withLock { lines.append(line) } }
+        var all: [String] { lock.withLock { lines } }
+    }
+
     @Test func fullQueueAnswers429WithRetryAfter() async throws {
         let store = try TrailStore(path: ":memory:")
         var config = IngestPipeline.Configuration()

@@ -326,7 +326,7 @@ extension GatewayConfiguration {
                 certificate: try required(svid, "cert", in: svidNode).filePath(), key: try required(svid, "key", in: svidNode).filePath())
         }
         if let node = top["telemetry"] {
-            let t = try node.mapping(allowed: ["access_log", "ingest", "token_file", "ca", "buffer_dir", "spans_file"])
+            let t = try node.mapping(allowed: ["access_log", "ingest", "token_file", "ca", "buffer_dir", "buffer_max_bytes", "spans_file"])
             settings.telemetry.accessLog = try t["access_log"]?.filePath()
             settings.telemetry.spansFile = try t["spans_file"]?.filePath()
             if let ingest = t["ingest"] {
@@ -337,6 +337,10 @@ extension GatewayConfiguration {
             settings.telemetry.ingestTokenFile = try t["token_file"]?.filePath()
             settings.telemetry.ingestCA = try t["ca"]?.filePath()
             settings.telemetry.bufferDirectory = try t["buffer_dir"]?.filePath()
+            if let b = t["buffer_max_bytes"] {
+                settings.telemetry.bufferMaxBytes = try b.int()
+                guard settings.telemetry.bufferMaxBytes >= 1 << 16 else { throw b.fail("must be at least 65536") }
+            }
             if settings.telemetry.ingest != nil, settings.telemetry.bufferDirectory == nil {
                 throw node.fail("'buffer_dir' is required with 'ingest' (records wait there while trail serve is unreachable)")
             }

@@ -189,6 +189,9 @@ package struct GatewayTelemetry: Sendable, Equatable {
     package var ingestTokenFile: String?
     package var ingestCA: String?
     package var bufferDirectory: String?
+    /// Spool bound for `bufferDirectory`, shared evenly by the access-log and span spools; past it the oldest
+    /// batches are dropped and counted.
+    package var bufferMaxBytes = 512 << 20
     /// OTLP/JSON spans (one export request per line), besides `/v1/traces` of `ingest`.
     package var spansFile: String?
 }

@@ -31,7 +31,8 @@ package final class GatewayServer: Sendable {
         if let ingest = server.telemetry.ingest, let directory = server.telemetry.bufferDirectory {
             outbox = try proxy.outbox(
                 url: ingest, path: "/v1/access-logs?format=kong", contentType: "application/x-ndjson",
-                tokenFile: server.telemetry.ingestTokenFile, caPath: server.telemetry.ingestCA, directory: directory, log: log)
+                tokenFile: server.telemetry.ingestTokenFile, caPath: server.telemetry.ingestCA, directory: directory,
+                maxBytes: server.telemetry.bufferMaxBytes / 2, log: log)
         }
         sink = try KongLogSink(path: server.telemetry.accessLog, outbox: outbox, file: file)
         // Spans: to the spans file and, with ingest, to /v1/traces (buffered in buffer_dir/spans).
@@ -41,7 +42,8 @@ package final class GatewayServer: Sendable {
         if let ingest = server.telemetry.ingest, let directory = server.telemetry.bufferDirectory {
             spanOutbox = try proxy.outbox(
                 url: ingest, path: "/v1/traces", contentType: "application/json", tokenFile: server.telemetry.ingestTokenFile,
-                caPath: server.telemetry.ingestCA, directory: (directory as NSString).appendingPathComponent("spans"), log: log
+                caPath: server.telemetry.ingestCA, directory: (directory as NSString).appendingPathComponent("spans"),
+                maxBytes: server.telemetry.bufferMaxBytes / 2, log: log
             ) { lines in Array(GatewaySpan.exportRequest(spans: lines, serviceName: serviceName, spiffeID: spiffeID).utf8) }
         }
         if spanOutbox != nil || server.telemetry.spansFile != nil {

@@ -146,16 +146,16 @@ package final class EdgeProxyServer: Sendable {
     }
 
     /// A disk-buffered outbox to `trail serve` at `url` + `path`, authenticated by a bearer token or, without
-    /// one, the edge's SVID.
+    /// one, the edge's SVID; its spool holds at most `maxBytes` (or one larger batch alone).
     package func outbox(
         url: String, path: String, contentType: String, tokenFile: String?, caPath: String?, directory: String,
-        log: @escaping @Sendable (String) -> Void,
+        maxBytes: Int, log: @escaping @Sendable (String) -> Void,
         encode: @escaping @Sendable ([String]) -> [UInt8] = TrailServeDelivery.ndjson
     ) throws -> Outbox {
         try TrailServeDelivery(
             url: url, tokenFile: tokenFile, rootsPath: caPath ?? identity?.configuration.bundlePath, identity: identity, group: group
         ).outbox(
-            directory: directory, path: path, contentType: contentType, maxBytes: 256 << 20, flushInterval: .milliseconds(500),
+            directory: directory, path: path, contentType: contentType, maxBytes: maxBytes, flushInterval: .milliseconds(500),
             log: log, encode: encode)
     }
 

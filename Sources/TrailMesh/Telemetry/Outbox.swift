@@ -4,9 +4,10 @@ import TrailCore
 
 /// Delivers records to `trail serve` in batches, buffered on disk so that nothing is lost while it is
 /// unreachable: records gather in memory, every flush interval they are written to a spool file (fsynced), and
-/// spool files are sent oldest first and deleted once `trail serve` acknowledged them (2xx). Past `maxBytes` of
-/// spool the oldest files are dropped and counted. A 4xx other than 408/429 means the batch itself is refused:
-/// it is moved to `rejected/` and not retried.
+/// spool files are sent oldest first and deleted once `trail serve` acknowledged them (2xx). The spool holds at
+/// most `maxBytes` (or else one batch that alone is larger): before a batch is written, the oldest files are
+/// dropped, and counted, to make room for it. A 4xx other than 408/429 means the batch itself is refused: it is
+/// moved to `rejected/` and not retried.
 public final class Outbox: Sendable {
     public struct Counters: Sendable, Hashable {
         public var sent = 0
@@ -110,34 +111,35 @@ public final class Outbox: Sendable {
             return s
         }
         let name = String(format: "%020d.ndjson", n)
+        let bytes = Array((lines.joined(separator: "\n") + "\n").utf8)
+        makeRoom(for: bytes.count)
         do {
-            try SecureFile.write(lines.joined(separator: "\n") + "\n", to: (directory as NSString).appendingPathComponent(name), mode: 0o600)
+            try SecureFile.write(bytes, to: (directory as NSString).appendingPathComponent(name), mode: 0o600)
         } catch {
             counters.withLock { $0.dropped += lines.count }
             log("trail: cannot spool \(lines.count) records to \(directory): \(error); they are dropped")
         }
-        enforceBound()
     }
 
     private func spoolFiles() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".ndjson") }.sorted()
     }
 
-    /// Drops the oldest spool files while the spool is over `maxBytes`.
-    private func enforceBound() {
+    /// Drops the oldest spool files until `incoming` more bytes fit within `maxBytes` (all of them if it never fits).
+    private func makeRoom(for incoming: Int) {
         var files = spoolFiles().map { name -> (String, Int) in
             let full = (directory as NSString).appendingPathComponent(name)
             let size = ((try? FileManager.default.attributesOfItem(atPath: full))?[.size] as? NSNumber)?.intValue ?? 0
             return (full, size)
         }
         var total = files.reduce(0) { $0 + $1.1 }
-        while total > maxBytes, files.count > 1 {
+        while total + incoming > maxBytes, !files.isEmpty {
             let (oldest, size) = files.removeFirst()
             let count = ((try? SecureFile.readText(oldest)) ?? "").split(separator: "\n").count
             unlink(oldest)
             total -= size
             counters.withLock { $0.dropped += count }
-            log("trail: spool over \(maxBytes) bytes; dropped the oldest \(count) records (\(oldest))")
+            log("trail: spool full (\(maxBytes) bytes); dropped the oldest \(count) records (\(oldest))")
         }
     }
 }
