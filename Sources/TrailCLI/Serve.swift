@@ -13,8 +13,8 @@ struct Serve: AsyncParsableCommand {
             Endpoints: POST /v1/traces and /v1/logs (OTLP/HTTP, protobuf or JSON, gzip or zstd), POST /v1/access-logs
             (Kong, Envoy/Istio; ?format= to name it), POST /v1/identity-events (Trail NDJSON, SPIRE logs, PEM, CRL),
             GET /healthz, /readyz, /metrics. Senders authenticate with a client certificate whose SPIFFE ID (or trust
-            domain) is allowed by --allow, or a bearer token from --token-file. The first line on stdout is
-            `listening on URL`.
+            domain) is allowed by --allow, or a bearer token from --token-file; a certificate that a --crl revokes counts
+            for nothing, from the next request on. The first line on stdout is `listening on URL`.
             """)
 
     @OptionGroup var store: StoreOptions
@@ -27,6 +27,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "CA bundle (PEM) that client certificates must chain to; enables mTLS.") var clientCA: String?
     @Option(name: .long, help: "SPIFFE ID or trust domain allowed to send with a client certificate (repeatable).")
     var allow: [String] = []
+    @Option(name: .long, help: "CRL (PEM or DER) signed by a CA of --client-ca, e.g. a `trail ca` directory's crl.pem; re-read when it changes (repeatable).")
+    var crl: [String] = []
     @Option(name: .long, help: "File of bearer tokens, one `name:token` per line (# comments). Tokens are kept hashed.")
     var tokenFile: String?
     @Flag(name: .long, help: "Plain HTTP without authentication. Only for local experiments; /metrics and the log say so.")
@@ -73,6 +75,7 @@ struct Serve: AsyncParsableCommand {
             config.tlsKeyPath = tlsKey
             config.clientCAPath = clientCA
             config.allow = allow
+            config.crlPaths = crl
             config.insecure = insecure
             config.maxBodyBytes = maxBody
             config.maxConnectionsPerSender = maxConnectionsPerSender
@@ -89,7 +92,7 @@ struct Serve: AsyncParsableCommand {
             }
             pipeline.start()
             let service = IngestService(pipeline: pipeline, metrics: metrics, maxRecordsPerRequest: maxRecordsPerRequest)
-            let server = IngestHTTPServer(configuration: config, handler: service)
+            let server = IngestHTTPServer(configuration: config, handler: service) { printError($0) }
             let url = try await server.start()
             writeOut("listening on \(url.absoluteString)\n")
             if insecure {

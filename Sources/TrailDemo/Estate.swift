@@ -93,7 +93,7 @@ public final class Estate: @unchecked Sendable {
         progress("trail serve on \(database)")
         let serve = try start("serve", [
             "serve", "--db", database, "--listen", "127.0.0.1:0", "--tls-cert", path("serve/svid.pem"), "--tls-key", path("serve/svid.key"),
-            "--client-ca", path("ca/bundle.pem"), "--allow", td, "--token-file", path("serve-tokens.txt"),
+            "--client-ca", path("ca/bundle.pem"), "--crl", path("ca/crl.pem"), "--allow", td, "--token-file", path("serve-tokens.txt"),
         ])
         serveURL = serve.url()
         caURL = try start("ca", ["ca", "serve", "--dir", path("ca"), "--listen", "127.0.0.1:0", "--ingest", serveURL]).url()

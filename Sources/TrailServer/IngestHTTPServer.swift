@@ -9,13 +9,15 @@ import X509
 
 /// The HTTPS server behind `trail serve`: TLS 1.2+ with HTTP/1.1 and HTTP/2 (ALPN), mTLS with SPIFFE IDs or
 /// bearer tokens, size limits on headers, bodies and decompressed bodies, and a per-sender connection limit.
-/// It prints nothing; the caller reports the URL that ``start()`` returns.
+/// It prints nothing but what it hands to `log` (a `--crl` file reloaded, or unreadable); the caller reports the
+/// URL that ``start()`` returns.
 public final class IngestHTTPServer: Sendable {
     public let configuration: ServerConfiguration
     private let handler: any ServerRequestHandler
     private let state = Locked(RunState())
     private let registry: ConnectionRegistry
     private let tasks = TaskCounter()
+    private let log: @Sendable (String) -> Void
 
     private struct RunState {
         var group: MultiThreadedEventLoopGroup?
@@ -23,9 +25,12 @@ public final class IngestHTTPServer: Sendable {
         var stopped = false
     }
 
-    public init(configuration: ServerConfiguration, handler: any ServerRequestHandler) {
+    public init(
+        configuration: ServerConfiguration, handler: any ServerRequestHandler, log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.configuration = configuration
         self.handler = handler
+        self.log = log
         self.registry = ConnectionRegistry(maxPerSender: configuration.maxConnectionsPerSender)
     }
 
@@ -38,7 +43,8 @@ public final class IngestHTTPServer: Sendable {
         let settings = ConnectionSettings(
             authenticator: Authenticator(insecure: configuration.insecure, allowList: allowList, tokens: configuration.tokens),
             maxBodyBytes: configuration.maxBodyBytes, maxHeaderBytes: configuration.maxHeaderBytes,
-            handler: handler, mutualTLS: configuration.clientCAPath != nil, tasks: tasks, openPaths: configuration.openPaths)
+            handler: handler, mutualTLS: configuration.clientCAPath != nil, tasks: tasks, openPaths: configuration.openPaths,
+            revocations: try configuration.makeRevocationWatcher(log: log))
         let idle = TimeAmount.nanoseconds(
             Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
                 + configuration.idleTimeout.components.attoseconds / 1_000_000_000)
@@ -183,6 +189,8 @@ struct ConnectionSettings: Sendable {
     var mutualTLS: Bool
     var tasks: TaskCounter
     var openPaths: Set<String> = []
+    /// The `--crl` files, when given.
+    var revocations: RevocationWatcher?
 }
 
 /// Counts application calls in progress, so shutdown can wait for them.
@@ -200,6 +208,9 @@ final class ConnectionContext: @unchecked Sendable {
     var overLimit = false
     var peer: PeerCertificateIdentity = .none
     var peerSerial: String?
+    var peerIssuer: DistinguishedName?
+    /// Whether a request of this connection has looked at the `--crl` files yet.
+    private var lookedAtCRLs = false
     /// Requests handed to the application and not yet answered.
     var inFlight = 0
 
@@ -215,8 +226,18 @@ final class ConnectionContext: @unchecked Sendable {
             peer = PeerCertificateIdentity(verified: certificate)
             if let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) {
                 peerSerial = CertificateSerial.normalize(bytes: parsed.serialNumber.bytes)
+                peerIssuer = parsed.issuer
             }
         }
+    }
+
+    /// The peer as it stands for a request now: a certificate that a `--crl` revokes, also since the handshake,
+    /// counts for nothing. The first request of a connection looks at the files at once.
+    func currentPeer() -> PeerCertificateIdentity {
+        guard let serial = peerSerial, let issuer = peerIssuer, let revocations = settings.revocations else { return peer }
+        defer { lookedAtCRLs = true }
+        guard revocations.revokes(issuer: issuer, serial: serial, lookNow: !lookedAtCRLs) else { return peer }
+        return .unusable("the client certificate \(serial) is revoked")
     }
 }
 

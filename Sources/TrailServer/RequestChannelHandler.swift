@@ -97,8 +97,9 @@ final class RequestChannelHandler: ChannelInboundHandler, RemovableChannelHandle
         let sender: SenderIdentity
         // Authorization is a singleton field (RFC 9110 §11.6.2): with two, neither is taken (a malformed header).
         let authorizations = head.headers["authorization"]
+        let peer = connection.currentPeer()
         switch settings.authenticator.decide(
-            peer: connection.peer, authorization: authorizations.count > 1 ? "" : authorizations.first,
+            peer: peer, authorization: authorizations.count > 1 ? "" : authorizations.first,
             address: connection.address)
         {
         case .allowed(var identity):
@@ -108,7 +109,7 @@ final class RequestChannelHandler: ChannelInboundHandler, RemovableChannelHandle
             let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
             if settings.openPaths.contains(path) {
                 var identity = SenderIdentity(address: connection.address)
-                if case .spiffe(let id) = connection.peer {
+                if case .spiffe(let id) = peer {
                     identity.spiffeID = id.description
                     identity.certificateSerial = connection.peerSerial
                 }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import NIOSSL
 import TrailCore
+import X509
 
 /// A configuration problem, naming the flag or file at fault and what to do about it.
 public struct ServerConfigurationError: Error, Sendable, CustomStringConvertible {
@@ -70,6 +71,11 @@ public struct ServerConfiguration: Sendable {
     /// endpoints): requests to them reach the handler without credentials, as an anonymous sender, or with the
     /// verified client certificate's identity when there is one.
     public var openPaths: Set<String> = []
+    /// CRL files (PEM or DER), each signed by a CA of `clientCAPath`: a client certificate they revoke counts for
+    /// nothing. Re-read when they change.
+    public var crlPaths: [String] = []
+    /// How often requests on kept-alive connections look for changed CRL files (new connections always look).
+    public var crlCheckInterval: Duration = .seconds(2)
 
     public static let defaultMaxBodyBytes = 64 << 20
     public static let defaultMaxHeaderBytes = 64 << 10
@@ -101,6 +107,7 @@ public struct ServerConfiguration: Sendable {
     public func validate() throws {
         _ = try makeTLSConfiguration()
         _ = try makeAllowList()
+        _ = try makeRevocationWatcher(log: { _ in })
     }
 
     /// Reads a token file: one `name:token` per line; blank lines and lines starting with `#` are skipped.
@@ -212,6 +219,16 @@ public struct ServerConfiguration: Sendable {
                 "--tls-cert/--tls-key: cannot set up TLS (\(Self.reason(error))); check that the key belongs to the certificate")
         }
         return tls
+    }
+
+    /// The watcher of `crlPaths`, nil without them; every file must read and verify against `--client-ca`.
+    func makeRevocationWatcher(log: @escaping @Sendable (String) -> Void) throws -> RevocationWatcher? {
+        guard !crlPaths.isEmpty else { return nil }
+        guard let caPath = clientCAPath else {
+            throw ServerConfigurationError("--crl needs --client-ca: a CRL is checked against the CA that signed it")
+        }
+        let signers = try Self.loadCertificates(caPath, flag: "--client-ca").map { try Certificate(derEncoded: try $0.toDERBytes()) }
+        return try RevocationWatcher(paths: crlPaths, signers: signers, interval: crlCheckInterval, log: log)
     }
 
     func makeAllowList() throws -> AllowList {

@@ -16,9 +16,11 @@ struct ServeTests {
         let token: String
 
         /// Starts `trail serve` with fresh certificates, or again on the certificates and store of `reusing`; on
-        /// `port` (0: a free one), with the store at `db` (default: `trail.db` beside the certificates), its stderr
+        /// `port` (0: a free one), with the store at `db` (default: `trail.db` beside the certificates), client
+        /// certificates chaining to `clientCA` (default: the CA that made the server's certificate), its stderr
         /// appended to `stderrPath` (default: discarded).
-        init(reusing: URL? = nil, port: Int = 0, db: String? = nil, stderrPath: String? = nil, extraArguments: [String] = []) throws {
+        init(reusing: URL? = nil, port: Int = 0, db: String? = nil, clientCA: String? = nil, stderrPath: String? = nil,
+             extraArguments: [String] = []) throws {
             if let reusing {
                 dir = reusing
             } else {
@@ -38,7 +40,7 @@ struct ServeTests {
                 "serve", "--db", self.db, "--listen", "127.0.0.1:\(port)",
                 "--tls-cert", dir.appendingPathComponent("server.pem").path,
                 "--tls-key", dir.appendingPathComponent("server.key").path,
-                "--client-ca", dir.appendingPathComponent("ca.pem").path, "--allow", "spiffe://shop.example",
+                "--client-ca", clientCA ?? dir.appendingPathComponent("ca.pem").path, "--allow", "spiffe://shop.example",
                 "--token-file", dir.appendingPathComponent("tokens").path,
             ] + extraArguments
             let out = Pipe()
@@ -330,6 +332,41 @@ struct ServeTests {
         let lines = log.split(separator: "\n").filter { !$0.contains("shutting down") }
         #expect(lines.count == 2 && lines.first?.contains("the store cannot write (SQLite error 13: database or disk is full)") == true
                 && lines.last?.contains("the store writes again") == true, "stderr: \(log)")
+    }
+
+    /// `trail ca revoke` while serve runs with `--crl` on the CA's CRL file: the sender's next request is refused,
+    /// without a restart. A CRL that serve cannot trust stops it at the start.
+    @Test(.timeLimit(.minutes(2))) func aSenderRevokedByTheCAIsRefusedWithoutARestart() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("trail-serve-crl-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ca = dir.appendingPathComponent("ca").path
+        let client = dir.appendingPathComponent("collector").path
+        #expect(try CLI.run(["ca", "init", "--dir", ca, "--trust-domain", "shop.example"]).status == 0)
+        let issued = try CLI.run(["ca", "issue", "--dir", ca, "--spiffe-id", "spiffe://shop.example/ns/observability/sa/collector", "--out", client])
+        let serial = try #require(issued.stdout.split(separator: " ").drop { $0 != "serial" }.dropFirst().first).trimmingCharacters(in: .punctuationCharacters)
+
+        let server = try Server(clientCA: ca + "/bundle.pem", extraArguments: ["--crl", ca + "/crl.pem"])
+        defer { server.stop() }
+        func send(_ id: String) throws -> (Int, String) {
+            try server.curl(
+                ["--cert", client + "/svid.pem", "--key", client + "/svid.key", "--data-binary", Self.kongRecord(id, ms: 1_777_888_800_000),
+                 server.url + "/v1/access-logs"], auth: false)
+        }
+        #expect(try send("before-revocation").0 == 200)
+        #expect(try CLI.run(["ca", "revoke", "--dir", ca, "--serial", serial, "--reason", "keyCompromise"]).status == 0)
+        let refused = try send("after-revocation")
+        #expect(refused.0 == 403, "\(refused)")
+        #expect(refused.1.contains("the client certificate \(serial) is revoked"), "\(refused)")
+
+        // Another CA's CRL does not verify against --client-ca: serve says which file and why, and does not start.
+        let other = dir.appendingPathComponent("other-ca").path
+        #expect(try CLI.run(["ca", "init", "--dir", other, "--trust-domain", "other.example"]).status == 0)
+        let foreign = try CLI.run([
+            "serve", "--db", dir.appendingPathComponent("other.db").path, "--listen", "127.0.0.1:0", "--tls-cert", server.path("server.pem"),
+            "--tls-key", server.path("server.key"), "--client-ca", ca + "/bundle.pem", "--allow", "shop.example", "--crl", other + "/crl.pem",
+        ])
+        #expect(foreign.status != 0)
+        #expect(foreign.stderr.contains("--crl \(other)/crl.pem: the CRL of") && foreign.stderr.contains("is not signed by a CA certificate of --client-ca"), "\(foreign.stderr)")
     }
 
     @Test func otelSDKAndCurlFeedTheStoreAndTheCLIAnswers() throws {

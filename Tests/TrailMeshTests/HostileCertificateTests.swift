@@ -13,8 +13,8 @@ import X509
 
 /// Certificates an attacker could present, made in the test with swift-certificates, each tried three ways: against
 /// ``SVIDVerifier`` alone, over a real TLS handshake into a STRICT `trail sidecar` (in process, as `trail sidecar`
-/// runs it), and over a real TLS handshake into `trail serve`'s listener (``IngestHTTPServer``) with its client CA
-/// and `--allow shop.example`. A valid SVID is the control: it must pass all three.
+/// runs it), and over a real TLS handshake into `trail serve`'s listener (``IngestHTTPServer``) with its client CA,
+/// the CA's CRL and `--allow shop.example`. A valid SVID is the control: it must pass all three.
 @Suite("hostile client certificates: verifier, sidecar and serve", .serialized, .timeLimit(.minutes(3)))
 struct HostileCertificateTests {
     /// How `trail serve` answers a certificate.
@@ -49,7 +49,7 @@ struct HostileCertificateTests {
         Case(name: "another trust domain's CA", verifier: "does not chain to the trust bundle", serve: .handshake),
         Case(name: "expired", verifier: "expired at", serve: .handshake),
         Case(name: "not yet valid", verifier: "is not valid before", serve: .handshake),
-        Case(name: "revoked", verifier: "is revoked", serve: .status(200, "spiffe=spiffe://shop.example/ns/shop/sa/revoked")),
+        Case(name: "revoked", verifier: "is revoked", serve: .status(403, "is revoked")),
         Case(name: "two URI SANs", verifier: "2 URI SANs", serve: .status(403, "has 2 URI SANs")),
         Case(name: "a SPIFFE and an https URI", verifier: "2 URI SANs", serve: .status(403, "has 2 URI SANs")),
         Case(name: "non-SPIFFE URI", verifier: "not a workload SPIFFE ID", serve: .status(403, "not a valid SPIFFE ID")),
@@ -263,15 +263,15 @@ struct HostileCertificateTests {
         #expect(lines.count == Self.cases.count, "one line per attempt: \(lines.count)")
     }
 
-    /// `trail serve`'s listener with `--client-ca` (the CA's bundle) and `--allow shop.example`.
+    /// `trail serve`'s listener with `--client-ca` (the CA's bundle), `--crl` (the CA's CRL) and `--allow shop.example`.
     @Test func serveRefusesEachAttackAtTheHandshakeOrWith403() async throws {
         let pki = Self.pki
         let handler = SenderEcho()
-        let server = IngestHTTPServer(
-            configuration: ServerConfiguration(
-                host: "127.0.0.1", port: 0, tlsCertificatePath: pki.serveChain, tlsKeyPath: pki.serveKey,
-                clientCAPath: pki.dir + "/ca/bundle.pem", allow: ["shop.example"], eventLoopThreads: 1),
-            handler: handler)
+        var configuration = ServerConfiguration(
+            host: "127.0.0.1", port: 0, tlsCertificatePath: pki.serveChain, tlsKeyPath: pki.serveKey,
+            clientCAPath: pki.dir + "/ca/bundle.pem", allow: ["shop.example"], eventLoopThreads: 1)
+        configuration.crlPaths = [pki.dir + "/ca/crl.pem"]
+        let server = IngestHTTPServer(configuration: configuration, handler: handler)
         let url = try await server.start()
         let port = try #require(url.port)
         for c in Self.cases {
@@ -288,8 +288,8 @@ struct HostileCertificateTests {
             }
         }
         try await server.shutdown()
-        // Only the valid SVID and the revoked one (serve reads no CRL) reached the handler.
-        #expect(handler.senders == ["spiffe://shop.example/ns/shop/sa/web", "spiffe://shop.example/ns/shop/sa/revoked"])
+        // Only the valid SVID reached the handler.
+        #expect(handler.senders == ["spiffe://shop.example/ns/shop/sa/web"])
     }
 }
 

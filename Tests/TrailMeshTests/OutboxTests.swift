@@ -11,9 +11,13 @@ struct OutboxTests {
     /// Records what a stand-in `trail serve` received.
     final class Receiver: ServerRequestHandler {
         let bodies = Locked<[String]>([])
+        /// The status it answers; only a 2xx takes the body.
+        let status = Locked(200)
         func handle(_ request: ServerRequest) async -> ServerResponse {
+            let status = status.withLock { $0 }
+            guard (200..<300).contains(status) else { return .text(status, "refused") }
             bodies.withLock { $0.append(String(decoding: request.body, as: UTF8.self)) }
-            return .text(200, "ok")
+            return .text(status, "ok")
         }
     }
 
@@ -30,16 +34,44 @@ struct OutboxTests {
         return (fd, Int(UInt16(bigEndian: addr.sin_port)))
     }
 
-    static func outbox(_ dir: String, port: Int, maxBytes: Int = 1 << 20) throws -> Outbox {
+    static func outbox(_ dir: String, port: Int, maxBytes: Int = 1 << 20, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> Outbox {
         let client = HTTPSClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .seconds(15)) { nil }
         return try Outbox(
             directory: dir, endpoint: try HTTPSClient.Endpoint(url: "http://127.0.0.1:\(port)"), path: "/v1/access-logs",
-            headers: [], client: client, maxBytes: maxBytes, flushInterval: .milliseconds(50), log: { _ in }
+            headers: [], client: client, maxBytes: maxBytes, flushInterval: .milliseconds(50), log: log
         ) { lines in Array(lines.joined(separator: "\n").utf8) }
     }
 
     static func spool(_ dir: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".ndjson") }
+    }
+
+    /// A sender whose credentials `trail serve` refuses (401/403: a revoked certificate) keeps its spool and retries
+    /// every cycle, but says so once per answer, not once per cycle.
+    @Test func aRepeatedRefusalIsRetriedAndLoggedOnce() async throws {
+        let dir = NSTemporaryDirectory() + "trail-outbox-\(UUID().uuidString)"
+        let receiver = Receiver()
+        receiver.status.withLock { $0 = 403 }
+        let server = IngestHTTPServer(configuration: ServerConfiguration(host: "127.0.0.1", port: 0, insecure: true), handler: receiver)
+        let url = try await server.start()
+        defer { Task { try? await server.shutdown() } }
+        let lines = Locked<[String]>([])
+        let outbox = try Self.outbox(dir, port: try #require(url.port)) { line in lines.withLock { $0.append(line) } }
+        outbox.append("{\"n\":1}")
+        for _ in 0..<4 { await outbox.cycle() }
+        #expect(lines.withLock { $0 }.count == 1, "\(lines.withLock { $0 })")
+        #expect(Self.spool(dir).count == 1)
+        receiver.status.withLock { $0 = 503 }
+        for _ in 0..<3 { await outbox.cycle() }
+        receiver.status.withLock { $0 = 200 }
+        await outbox.cycle()
+        #expect(outbox.snapshot.sent == 1)
+        receiver.status.withLock { $0 = 403 }
+        outbox.append("{\"n\":2}")
+        for _ in 0..<3 { await outbox.cycle() }
+        let logged = lines.withLock { $0 }
+        #expect(logged.count == 3, "\(logged)")
+        #expect(logged.map { $0.contains("answered 403") } == [true, false, true])
     }
 
     @Test func recordsWaitOnDiskWhileTheIngestIsDownAndAllArriveInOrder() async throws {

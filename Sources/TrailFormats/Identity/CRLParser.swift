@@ -2,8 +2,8 @@ import SwiftASN1
 import TrailCore
 import X509
 
-/// An X.509 certificate revocation list (RFC 5280 §5.1), as far as Trail reads it. The signature is
-/// not verified (Trail records what the CA published; it does not hold the CA's key).
+/// An X.509 certificate revocation list (RFC 5280 §5.1), as far as Trail reads it. Decoding does not verify the
+/// signature (Trail records what the CA published); ``isSigned(by:)`` does, for those that act on a CRL.
 public struct CertificateRevocationList: Sendable, Hashable {
     public struct Entry: Sendable, Hashable {
         /// Normalised serial (``CertificateSerial``).
@@ -20,6 +20,12 @@ public struct CertificateRevocationList: Sendable, Hashable {
     public var thisUpdate: Timestamp
     public var nextUpdate: Timestamp?
     public var entries: [Entry]
+    /// The issuer's distinguished name as decoded, to compare with certificates' issuer.
+    public var issuerName: DistinguishedName
+    /// What the issuer signed: the DER of tbsCertList, the signature algorithm's OID and the signature's bytes.
+    public var signedBytes: [UInt8]
+    public var signatureAlgorithm: ASN1ObjectIdentifier
+    public var signature: [UInt8]
 
     /// RFC 5280 §5.3.1 CRLReason names by value (7 is unused).
     public static let reasonNames: [Int: String] = [
@@ -29,6 +35,42 @@ public struct CertificateRevocationList: Sendable, Hashable {
     ]
 
     static let reasonCodeOID: ASN1ObjectIdentifier = [2, 5, 29, 21]
+
+    /// The signature algorithms a CRL may be signed with, by OID (RFC 5758, RFC 4055, RFC 8410).
+    static let signatureAlgorithms: [ASN1ObjectIdentifier: Certificate.SignatureAlgorithm] = [
+        [1, 2, 840, 10045, 4, 3, 2]: .ecdsaWithSHA256, [1, 2, 840, 10045, 4, 3, 3]: .ecdsaWithSHA384,
+        [1, 2, 840, 10045, 4, 3, 4]: .ecdsaWithSHA512, [1, 2, 840, 113549, 1, 1, 11]: .sha256WithRSAEncryption,
+        [1, 2, 840, 113549, 1, 1, 12]: .sha384WithRSAEncryption, [1, 2, 840, 113549, 1, 1, 13]: .sha512WithRSAEncryption,
+        [1, 3, 101, 112]: .ed25519,
+    ]
+
+    /// True when `issuer` issued this CRL: its subject is the CRL's issuer, its key usage (if stated) allows CRL
+    /// signing, and its key verifies the signature.
+    public func isSigned(by issuer: Certificate) -> Bool {
+        guard issuer.subject == issuerName, let algorithm = Self.signatureAlgorithms[signatureAlgorithm] else { return false }
+        if let usage = try? issuer.extensions.keyUsage, !usage.cRLSign { return false }
+        return issuer.publicKey.isValidSignature(signature, for: signedBytes, signatureAlgorithm: algorithm)
+    }
+
+    /// Every CRL in a file: PEM `X509 CRL` blocks or DER. Throws the first that cannot be read, with its place.
+    public static func decodeAll(_ input: [UInt8]) throws(IdentityParseError) -> [CertificateRevocationList] {
+        var out: [CertificateRevocationList] = []
+        for piece in CRLParser.pieces(input) {
+            let place = piece.location.detail ?? "line \(piece.location.line)"
+            switch piece.content {
+            case .der(let der):
+                do {
+                    out.append(try decode(der: der))
+                } catch {
+                    throw IdentityParseError("\(place): \(error.reason)")
+                }
+            case .problem(let reason):
+                throw IdentityParseError("\(place): \(reason)")
+            }
+        }
+        guard !out.isEmpty else { throw IdentityParseError("the file holds no CRL") }
+        return out
+    }
 
     /// Decodes one DER CertificateList. Throws the reason when it is truncated or not shaped as RFC 5280 says.
     public static func decode(der: ArraySlice<UInt8>) throws(IdentityParseError) -> CertificateRevocationList {
@@ -111,8 +153,15 @@ public struct CertificateRevocationList: Sendable, Hashable {
             i += 1
         }
         guard i == tbs.count else { throw IdentityParseError("CRL: unexpected field in tbsCertList (\(tbs[i].identifier))") }
+        guard case .constructed(let algorithmNodes) = top[1].content, let algorithmNode = Array(algorithmNodes).first,
+            algorithmNode.identifier == .objectIdentifier
+        else { throw IdentityParseError("CRL: signatureAlgorithm has no algorithm OID") }
+        let signatureAlgorithm = try ASN1ObjectIdentifier(derEncoded: algorithmNode)
+        let signature = try ASN1BitString(derEncoded: top[2])
         return CertificateRevocationList(
-            version: version, issuer: issuer.description, thisUpdate: thisUpdate, nextUpdate: nextUpdate, entries: entries)
+            version: version, issuer: issuer.description, thisUpdate: thisUpdate, nextUpdate: nextUpdate, entries: entries,
+            issuerName: issuer, signedBytes: Array(top[0].encodedBytes), signatureAlgorithm: signatureAlgorithm,
+            signature: Array(signature.bytes))
     }
 
     private static func entry(_ node: ASN1Node) throws -> Entry {
@@ -175,46 +224,60 @@ public struct CRLParser: Sendable {
     public init() {}
 
     public func parse(_ input: [UInt8]) -> [ParseResult] {
-        let format = InputFormat.crl
+        Self.pieces(input).map { piece in
+            switch piece.content {
+            case .der(let der): return Self.result(der: der, raw: piece.raw, location: piece.location)
+            case .problem(let reason):
+                return .rejected(Rejection(format: .crl, location: piece.location, raw: piece.raw, reason: reason))
+            }
+        }
+    }
+
+    /// One CRL's place in the input: its DER, or why it cannot be one.
+    struct Piece {
+        enum Content {
+            case der(ArraySlice<UInt8>)
+            case problem(String)
+        }
+        var content: Content
+        var raw: [UInt8]
+        var location: RecordLocation
+    }
+
+    /// The input cut into CRLs: PEM X509 CRL blocks, or consecutive DER CertificateLists.
+    static func pieces(_ input: [UInt8]) -> [Piece] {
         let blocks = PEMScanner.blocks(in: input)
         if !blocks.isEmpty {
             let crls = blocks.filter { $0.label == "X509 CRL" }
             guard !crls.isEmpty else {
                 let labels = blocks.map(\.label).joined(separator: ", ")
-                return [.rejected(Rejection(
-                    format: format, location: RecordLocation(line: 1), raw: input,
-                    reason: "no PEM X509 CRL block in the input (found \(labels))"))]
+                return [Piece(
+                    content: .problem("no PEM X509 CRL block in the input (found \(labels))"), raw: input,
+                    location: RecordLocation(line: 1))]
             }
             return crls.map { block in
                 let location = RecordLocation(line: block.line)
                 guard block.terminated else {
-                    return .rejected(Rejection(
-                        format: format, location: location, raw: block.raw, reason: "PEM block has no END X509 CRL line"))
+                    return Piece(content: .problem("PEM block has no END X509 CRL line"), raw: block.raw, location: location)
                 }
                 guard let der = block.der, !der.isEmpty else {
-                    return .rejected(Rejection(
-                        format: format, location: location, raw: block.raw, reason: "PEM body is not valid base64"))
+                    return Piece(content: .problem("PEM body is not valid base64"), raw: block.raw, location: location)
                 }
-                return Self.result(der: der[...], raw: block.raw, location: location)
+                return Piece(content: .der(der[...]), raw: block.raw, location: location)
             }
         }
         guard input.contains(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }) else { return [] }
         guard input.first == 0x30 else {
-            return [.rejected(Rejection(
-                format: format, location: RecordLocation(line: 1), raw: input,
-                reason: "not a CRL: neither a PEM X509 CRL block nor DER"))]
+            return [Piece(
+                content: .problem("not a CRL: neither a PEM X509 CRL block nor DER"), raw: input,
+                location: RecordLocation(line: 1))]
         }
-        var out: [ParseResult] = []
+        var out: [Piece] = []
         var offset = 0
         for (bytes, truncated) in DERSplitter.elements(in: input) {
             let location = RecordLocation(line: 1, detail: "byte \(offset)")
             offset += bytes.count
-            if truncated {
-                out.append(.rejected(Rejection(
-                    format: format, location: location, raw: Array(bytes), reason: "CRL: DER is truncated")))
-            } else {
-                out.append(Self.result(der: bytes, raw: Array(bytes), location: location))
-            }
+            out.append(Piece(content: truncated ? .problem("CRL: DER is truncated") : .der(bytes), raw: Array(bytes), location: location))
         }
         return out
     }

@@ -298,14 +298,7 @@ public final class WorkloadIdentity: Sendable {
     }
 
     static func loadCRL(_ path: String) throws -> Set<String> {
-        let bytes = try SecureFile.read(path)
-        let der: [UInt8]
-        if let text = String(bytes: bytes, encoding: .utf8), text.contains("-----BEGIN X509 CRL-----") {
-            der = try PEMDocument(pemString: text).derBytes
-        } else {
-            der = bytes
-        }
-        return Set(try CertificateRevocationList.decode(der: ArraySlice(der)).entries.map(\.serial))
+        Set(try CertificateRevocationList.decodeAll(try SecureFile.read(path)).flatMap { $0.entries.map(\.serial) })
     }
 
     static func leafFacts(_ chainPEM: String) throws -> (spiffeID: String?, serial: String, notBefore: Date, notAfter: Date) {

@@ -28,6 +28,8 @@ public final class Outbox: Sendable {
     private let counters = Locked(Counters())
     private let sequence = Locked(0)
     private let task = Locked<Task<Void, Never>?>(nil)
+    /// The status of the last "will retry" line, so that a refusal repeated every cycle is logged once.
+    private let retryingOn = Locked<Int?>(nil)
 
     public init(
         directory: String, endpoint: HTTPSClient.Endpoint, path: String, headers: [(String, String)],
@@ -82,6 +84,7 @@ public final class Outbox: Sendable {
                 if (200..<300).contains(response.status) {
                     unlink(full)
                     counters.withLock { $0.sent += lines.count }
+                    retryingOn.withLock { $0 = nil }
                 } else if (400..<500).contains(response.status) && response.status != 408 && response.status != 429
                     && response.status != 401 && response.status != 403
                 {
@@ -91,7 +94,10 @@ public final class Outbox: Sendable {
                     counters.withLock { $0.rejected += lines.count }
                     log("trail: \(endpoint.description)\(path) refused a batch (\(response.status)): \(response.text.prefix(200)); kept in \(rejected)")
                 } else {
-                    log("trail: \(endpoint.description)\(path) answered \(response.status); will retry")
+                    let status = response.status
+                    if retryingOn.withLock({ last in defer { last = status }; return last != status }) {
+                        log("trail: \(endpoint.description)\(path) answered \(status); will retry (logged again when the answer changes)")
+                    }
                     return
                 }
             } catch {
