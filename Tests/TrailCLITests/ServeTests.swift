@@ -208,7 +208,7 @@ struct ServeTests {
         #expect(check == ["ok"])
         // The kills really came under load: batches were in flight or refused and had to be sent again.
         #expect(retries >= kills, "only \(retries) retries for \(kills) kills")
-        #expect(acknowledged.count >= kills * 200, "only \(acknowledged.count) records acknowledged")
+        #expect(acknowledged.count >= kills * 50, "only \(acknowledged.count) records acknowledged")
     }
 
     /// Whether this process may mount a size-limited tmpfs (root with CAP_SYS_ADMIN, as here and in CI); tried once.
