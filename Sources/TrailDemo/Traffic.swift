@@ -240,7 +240,6 @@ public final class TrafficGenerator: @unchecked Sendable {
         }
     }
 
-    /// The serial in `trail ca issue`/`revoke` output ("... serial 1a2b ...").
     /// The `valid until` time in `trail ca issue`'s answer.
     static func validUntil(in output: String) -> Date? {
         guard let range = output.range(of: "valid until ") else { return nil }
@@ -248,6 +247,7 @@ public final class TrafficGenerator: @unchecked Sendable {
         return ISO8601DateFormatter().date(from: String(stamp))
     }
 
+    /// The serial in `trail ca issue`/`revoke` output ("... serial 1a2b ...").
     static func serial(in output: String) -> String? {
         let words = output.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" })
         guard let i = words.firstIndex(of: "serial"), i + 1 < words.count else { return nil }

@@ -200,7 +200,7 @@ public final class IngestPipeline: @unchecked Sendable {
                 condition.unlock()
             } catch {
                 writeFailed(error)
-                finish(batch, records: records) { _ in .failed("the store could not write: \(error)") }
+                finish(batch, records: records) { _ in .failed("the store could not write: \(TrailStore.summary(of: error))") }
             }
         }
     }
@@ -271,15 +271,15 @@ public final class IngestPipeline: @unchecked Sendable {
             let stopping = self.stopping
             condition.unlock()
             if TrailStore.isTransient(error) && !stopping {
-                // Nothing of the pass was written: keep its traces for the next pass, and back off instead of
-                // spinning while the store refuses writes.
+                // The pass did not finish (or only its cross-chain findings failed; doing it again is harmless): keep
+                // its traces for the next pass, and back off instead of spinning while the store refuses writes.
                 writeFailed(error)
                 uncorrelated.formUnion(slice)
                 pendingCrossChain = true
                 Thread.sleep(forTimeInterval: 1)
             } else {
                 // Records are stored; the next start (or `trail correlate`) correlates what this pass could not.
-                log("trail serve: correlation failed: \(error); the next start (or `trail correlate`) correlates these traces")
+                log("trail serve: correlation failed: \(error); `trail correlate` correlates these traces")
                 pendingCrossChain = false
                 if stopping { uncorrelated = DirtySet() }
             }
@@ -287,10 +287,13 @@ public final class IngestPipeline: @unchecked Sendable {
     }
 
     private func writeFailed(_ error: any Error) {
-        guard !writesFailing else { return }
-        writesFailing = true
-        failureLogged = Date().timeIntervalSince(lastFailureLog) >= 60
-        if failureLogged {
+        if !writesFailing {
+            writesFailing = true
+            failureLogged = false
+        }
+        // One line a minute at most, but a failure that outlasts the minute is always said (the last line is true).
+        if !failureLogged && Date().timeIntervalSince(lastFailureLog) >= 60 {
+            failureLogged = true
             lastFailureLog = Date()
             log("trail serve: the store cannot write (\(TrailStore.summary(of: error))); senders get 503 with Retry-After until it can")
         }

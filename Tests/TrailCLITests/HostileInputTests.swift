@@ -84,7 +84,7 @@ struct HostileInputTests {
     // MARK: SQL injection
 
     /// The classic payloads, and what a shell can put in an argument (no NUL: execve ends an argument at one; NUL
-    /// bytes are tried against the store's API in `StoreTests.hostileValuesThroughEveryQuery`).
+    /// bytes are tried against the store's API in `HostileQueryValueTests.hostileValuesThroughEveryQuery`).
     static func payloads(attach: String) -> [(String, String)] {
         [
             ("quote tautology", "' OR '1'='1"),

@@ -250,9 +250,13 @@ struct IngestDownTests {
         let requests = 300
         let statuses = try estate.traffic("down", requests)
         #expect(statuses == Array(repeating: 200, count: requests), "the gateway refused traffic while trail serve was down")
-        Thread.sleep(forTimeInterval: 1.5)  // several delivery attempts fail meanwhile
-        let spooled = estate.spools.map { Estate.usage($0.path).total }
-        #expect(spooled.allSatisfy { $0 > 0 }, "spools while down: \(spooled)")
+        // Every stream spools (and its delivery attempts fail meanwhile).
+        var spooled: [Int] = []
+        let allSpooled = M.eventually(10) {
+            spooled = estate.spools.map { Estate.usage($0.path).total }
+            return spooled.allSatisfy { $0 > 0 }
+        }
+        #expect(allSpooled, "spools while down: \(spooled)")
 
         // Back on the same address: every spooled record arrives, once.
         try estate.startServe()
@@ -272,7 +276,7 @@ struct IngestDownTests {
     }
 
     @Test func pastASmallSpoolBoundTheOldestAreDroppedCountedAndTheRestArrives() throws {
-        let bound = 1 << 18  // 128 KiB per spool
+        let bound = 1 << 18  // 256 KiB in all: 128 KiB per spool
         let estate = try Estate(bufferMaxBytes: bound)
         defer { estate.stop() }
         estate.killServe()
@@ -284,7 +288,15 @@ struct IngestDownTests {
         let trafficStarted = Date()
         let statuses = try estate.traffic("down", requests)
         let trafficSeconds = Date().timeIntervalSince(trafficStarted)
-        Thread.sleep(forTimeInterval: 1)  // the last batches reach the spools
+        // The last batches reach the spools: wait until no spool changes over more than two flush intervals (the
+        // gateway flushes every 500 ms), so that no drop comes after the counts are read.
+        var listings: [[String]] = []
+        _ = M.eventually(20) {
+            let now = spools.map { ((try? FileManager.default.contentsOfDirectory(atPath: $0.path)) ?? []).sorted() }
+            defer { listings = now }
+            Thread.sleep(forTimeInterval: 1.2)
+            return now == listings
+        }
         let worstSeen = watch.finish()
         #expect(statuses == Array(repeating: 200, count: requests))
         for (i, spool) in spools.enumerated() {

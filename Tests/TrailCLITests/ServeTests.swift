@@ -233,13 +233,13 @@ struct ServeTests {
         try FileManager.default.createDirectory(at: mount, withIntermediateDirectories: true)
         let mounted = try MeshTests.run("/usr/bin/env", ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mount.path], in: base)
         try #require(mounted.0 == 0, "mount: \(mounted.2)")
-        let errPath = base.appendingPathComponent("serve.err").path
-        let server = try Server(db: mount.appendingPathComponent("trail.db").path, stderrPath: errPath)
         defer {
-            server.stop()
             _ = try? MeshTests.run("/usr/bin/env", ["umount", mount.path], in: base)
             try? FileManager.default.removeItem(at: base)
         }
+        let errPath = base.appendingPathComponent("serve.err").path
+        let server = try Server(db: mount.appendingPathComponent("trail.db").path, stderrPath: errPath)
+        defer { server.stop() }
 
         /// Posts a batch of Kong records named `full-NAME-i`; returns the status and the Retry-After header.
         func send(_ name: String, records: Int = 20) throws -> (status: Int, retryAfter: String?) {
