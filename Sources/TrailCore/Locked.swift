@@ -9,7 +9,7 @@ import Darwin
 /// Trail uses this rather than `Synchronization.Mutex`: on Linux that lock is handed over through the kernel
 /// (priority-inheritance futexes) in code ThreadSanitizer does not see, so every contended hand-over shows up as a
 /// false data race, and `.ci/sanitize thread` could not tell real races from them. pthread mutexes are intercepted.
-public final class Locked<Value>: @unchecked Sendable {
+public final class Locked<Value> {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value: Value
 
@@ -30,3 +30,7 @@ public final class Locked<Value>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+/// Shared across threads only when what it guards may be: a non-Sendable reference taken out of the lock would
+/// otherwise be shared with no check.
+extension Locked: @unchecked Sendable where Value: Sendable {}
