@@ -58,7 +58,10 @@ public final class CAServer: Sendable {
     }
 
     public func stop() async {
-        for t in tasks.withLock({ $0 }) { t.cancel() }
+        // Deliveries in flight finish before the event loops shut down.
+        let running = tasks.withLock { $0 }
+        for t in running { t.cancel() }
+        for t in running { await t.value }
         if let http = server.withLock({ $0 }) { try? await http.shutdown() }
         try? await group.shutdownGracefully()
     }

@@ -162,7 +162,7 @@ package final class EdgeProxyServer: Sendable {
     /// Closes the listeners, runs `flush` (the last telemetry still needs the event loops), then stops them.
     package func stop(flush: () async -> Void = {}) async {
         for c in channels.withLock({ $0 }) { try? await c.close() }
-        identity?.stop()
+        await identity?.stop()
         await flush()
         try? await group.shutdownGracefully()
     }

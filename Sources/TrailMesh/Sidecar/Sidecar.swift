@@ -57,7 +57,7 @@ public final class Sidecar: Sendable {
     public func stop() async {
         for c in channels.withLock({ $0 }) { try? await c.close() }
         if let admin = adminServer.withLock({ $0 }) { try? await admin.shutdown() }
-        identity.stop()
+        await identity.stop()
         await telemetry.stop()
         try? await group.shutdownGracefully()
     }

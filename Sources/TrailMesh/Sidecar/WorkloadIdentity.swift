@@ -102,8 +102,12 @@ public final class WorkloadIdentity: Sendable {
         }
     }
 
-    public func stop() {
-        for t in tasks.withLock({ $0 }) { t.cancel() }
+    /// Cancels renewal and CRL refreshes and waits for them: a request in flight must finish before the event
+    /// loops shut down.
+    public func stop() async {
+        let running = tasks.withLock { $0 }
+        for t in running { t.cancel() }
+        for t in running { await t.value }
     }
 
     private func spawn(_ body: @escaping @Sendable () async -> Void) {

@@ -66,9 +66,12 @@ public final class Outbox: Sendable {
         task.withLock { $0 = t }
     }
 
-    /// Writes what is pending and makes one last delivery attempt.
+    /// Waits for a delivery in flight, then writes what is pending and makes one last delivery attempt (no request
+    /// may outlive the event loops, which are shut down next).
     public func stop() async {
-        task.withLock { $0?.cancel() }
+        let running = task.withLock { t in defer { t = nil }; return t }
+        running?.cancel()
+        await running?.value
         await cycle()
     }
 
