@@ -101,10 +101,16 @@ import Testing
 
     @Test(arguments: refusals)
     func refusedTokens(_ c: (String, String, Int, String)) throws {
-        let config = try Self.configuration()
+        try Self.expectRefusal(c)
+    }
+
+    /// `c` is (what, token, status, reason prefix): the token is refused with that status and reason, as a JWT
+    /// refusal, and the reason does not repeat the token.
+    static func expectRefusal(_ c: (String, String, Int, String)) throws {
+        let config = try configuration()
         let jwt = JWTAuthenticator(settings: config.jwt, consumers: config.consumers)
-        let refusal = try #require(jwt.authenticate(Self.bearer(c.1), now: Self.now)?.refusal, "\(c.0) was accepted")
-        #expect(refusal.status == c.2, "\(c.0)")
+        let refusal = try #require(jwt.authenticate(bearer(c.1), now: now)?.refusal, "\(c.0) was accepted")
+        #expect(refusal.status == c.2, "\(c.0): \(refusal.reason)")
         #expect(refusal.reason.hasPrefix(c.3), "\(c.0): \(refusal.reason)")
         #expect(refusal.kind == .jwt)
         #expect(!refusal.reason.contains(c.1) || c.1.isEmpty, "\(c.0): the token leaked into the reason")
