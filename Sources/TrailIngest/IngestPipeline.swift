@@ -278,7 +278,7 @@ public final class IngestPipeline: @unchecked Sendable {
                 pendingCrossChain = true
                 Thread.sleep(forTimeInterval: 1)
             } else {
-                // Records are stored; the next start (or `trail correlate`) correlates what this pass could not.
+                // Records are stored; `trail correlate` correlates what this pass could not.
                 log("trail serve: correlation failed: \(error); `trail correlate` correlates these traces")
                 pendingCrossChain = false
                 if stopping { uncorrelated = DirtySet() }

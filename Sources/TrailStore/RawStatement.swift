@@ -29,17 +29,10 @@ final class RawStatement {
     func bind(_ value: String?) {
         index += 1
         if let value {
-            var v = value
+            // GRDB reads text up to its first NUL: a NUL from telemetry would hide what follows it
+            // (`/health\0/../admin` read back as `/health`). It is stored as U+FFFD instead.
+            var v = StoredText.replacingNUL(value)
             v.withUTF8 { buf in
-                if buf.contains(0) {
-                    // GRDB reads text up to its first NUL: a NUL from telemetry would hide what follows it
-                    // (`/health\0/../admin` read back as `/health`). It is stored as U+FFFD instead.
-                    let bytes = Array(StoredText.replacingNUL(String(decoding: buf, as: UTF8.self)).utf8)
-                    bytes.withUnsafeBufferPointer { b in
-                        _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(b.baseAddress)?.assumingMemoryBound(to: CChar.self), Int32(b.count), Self.transient)
-                    }
-                    return
-                }
                 _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(buf.baseAddress)?.assumingMemoryBound(to: CChar.self), Int32(buf.count), Self.transient)
             }
         } else {

@@ -17,7 +17,7 @@ public final class CAServer: Sendable {
     let ingestTokenFile: String?
     let log: @Sendable (String) -> Void
     private let server = Locked<IngestHTTPServer?>(nil)
-    private let tasks = Locked<[Task<Void, Never>]>([])
+    private let tasks = BackgroundTasks()
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     public init(ca: CertificateAuthority, host: String, port: Int, ingest: [String], ingestTokenFile: String?, log: @escaping @Sendable (String) -> Void) {
@@ -43,7 +43,7 @@ public final class CAServer: Sendable {
         let http = IngestHTTPServer(configuration: config, handler: CAService(ca: ca, log: log))
         let url = try await http.start()
         server.withLock { $0 = http }
-        spawn { [self] in
+        tasks.spawn { [self] in
             while !Task.isCancelled {
                 do { try ca.recordExpiries() } catch { log("trail ca: expiry sweep failed: \(error)") }
                 try? await Task.sleep(for: .seconds(5))
@@ -52,23 +52,15 @@ public final class CAServer: Sendable {
         for target in ingest {
             let endpoint = try HTTPSClient.Endpoint(url: target)
             let shipper = try EventShipper(ca: ca, endpoint: endpoint, tokenFile: ingestTokenFile, servingKeyPEM: key, servingChainPEM: svid.chainPEM, group: group, log: log)
-            spawn { await shipper.run() }
+            tasks.spawn { await shipper.run() }
         }
         return url
     }
 
     public func stop() async {
-        // Deliveries in flight finish before the event loops shut down.
-        let running = tasks.withLock { $0 }
-        for t in running { t.cancel() }
-        for t in running { await t.value }
+        await tasks.stop()
         if let http = server.withLock({ $0 }) { try? await http.shutdown() }
         try? await group.shutdownGracefully()
-    }
-
-    private func spawn(_ body: @escaping @Sendable () async -> Void) {
-        let t = Task { await body() }
-        tasks.withLock { $0.append(t) }
     }
 }
 

@@ -50,7 +50,7 @@ public final class WorkloadIdentity: Sendable {
     let log: @Sendable (String) -> Void
     private let state = Locked<Current?>(nil)
     private let material = Locked<(chainPEM: String, keyPEM: String, bundle: [Certificate], revoked: Set<String>)?>(nil)
-    private let tasks = Locked<[Task<Void, Never>]>([])
+    private let tasks = BackgroundTasks()
     /// Peers' chains verified against the current bundle.
     let verifiedChains = VerifiedChainCache()
 
@@ -72,7 +72,7 @@ public final class WorkloadIdentity: Sendable {
         case .files(let certificate, let key, let crl, let refresh):
             try install(chainPEM: try SecureFile.readText(certificate), keyPEM: try SecureFile.readText(key), bundle: bundle,
                         revoked: try crl.map(Self.loadCRL) ?? [])
-            spawn { [self] in await self.watchFiles(certificate: certificate, key: key, crl: crl, every: refresh) }
+            tasks.spawn { [self] in await self.watchFiles(certificate: certificate, key: key, crl: crl, every: refresh) }
         case .ca(let url, let tokenFile, let stateDirectory, let refresh):
             let endpoint = try HTTPSClient.Endpoint(url: url)
             try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -97,22 +97,15 @@ public final class WorkloadIdentity: Sendable {
                 let token = try SecureFile.readText(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
                 try await obtain(endpoint, token: token, certPath: certPath, keyPath: keyPath, roots: roots, revoked: revoked)
             }
-            spawn { [self] in await self.keepRenewed(endpoint, certPath: certPath, keyPath: keyPath) }
-            spawn { [self] in await self.keepTrustFresh(endpoint, every: refresh) }
+            tasks.spawn { [self] in await self.keepRenewed(endpoint, certPath: certPath, keyPath: keyPath) }
+            tasks.spawn { [self] in await self.keepTrustFresh(endpoint, every: refresh) }
         }
     }
 
     /// Cancels renewal and CRL refreshes and waits for them: a request in flight must finish before the event
     /// loops shut down.
     public func stop() async {
-        let running = tasks.withLock { $0 }
-        for t in running { t.cancel() }
-        for t in running { await t.value }
-    }
-
-    private func spawn(_ body: @escaping @Sendable () async -> Void) {
-        let task = Task { await body() }
-        tasks.withLock { $0.append(task) }
+        await tasks.stop()
     }
 
     // MARK: Installing
